@@ -1,0 +1,88 @@
+"""Configuration from the environment, read once and typed. Secrets are masked in ``repr``."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Config(BaseSettings):
+    """Every setting, its environment variable and default (also tabled in the README)."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVICES_AI_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".services_ai"),
+        description="SERVICES_AI_DATA_DIR: local data (SQLite file, extracted-plugin cache).",
+    )
+    database_url_env: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="DATABASE_URL: SQLAlchemy URL; default a SQLite file in the data folder.",
+    )
+    redis_url: str = Field(
+        default=DEFAULT_REDIS_URL, validation_alias="REDIS_URL", description="REDIS_URL: broker."
+    )
+    broker_url_env: str | None = Field(
+        default=None,
+        validation_alias="BROKER_URL",
+        description="BROKER_URL: any kombu URL (e.g. amqp://); overrides REDIS_URL.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="SERVICES_AI_SECRET_KEY: Fernet key(s), comma-separated, newest first.",
+    )
+    plugin_time_limit: float = Field(
+        default=5.0, gt=0, le=3600, description="Seconds one plugin call may take."
+    )
+    result_max_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest JSON result stored for one call."
+    )
+    registry_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often a worker checks the registry revision."
+    )
+    max_archive_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="Largest plugin ZIP accepted."
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        """``DATABASE_URL``, or the SQLite file in the data folder."""
+        if self.database_url_env:
+            return self.database_url_env
+        return f"sqlite:///{self.data_dir / 'services_ai.db'}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker_url_env or self.redis_url
+
+    @property
+    def cache_dir(self) -> Path:
+        """Extracted plugin archives, one folder per sha256."""
+        return self.data_dir / "plugins"
+
+    def secret_keys(self) -> list[str]:
+        if self.secret_key is None:
+            return []
+        return [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def get_config() -> Config:
+    """The process-wide configuration (read from the environment on first use)."""
+    return Config()
+
+
+def reset_config() -> None:
+    """Forget the cached configuration (tests change the environment)."""
+    get_config.cache_clear()

@@ -1,0 +1,170 @@
+"""The registry's tables (SQLAlchemy 2). Alembic migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+class Plugin(Base):
+    """An installed plugin. ``version`` names its current row in ``plugin_versions``."""
+
+    __tablename__ = "plugins"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254))
+    version: Mapped[str] = mapped_column(String(100))
+    # "archive" (uploaded ZIP or folder) or "entry_point" (pip-installed distribution).
+    source: Mapped[str] = mapped_column(String(20), default="archive")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the host took the plugin out of service itself (why, for the admin).
+    disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    installed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    versions: Mapped[list[PluginVersion]] = relationship(
+        back_populates="plugin", cascade="all, delete-orphan", passive_deletes=True
+    )
+    permissions: Mapped[list[PluginPermission]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="PluginPermission.name"
+    )
+    settings: Mapped[list[PluginSetting]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="PluginSetting.name"
+    )
+
+
+class PluginVersion(Base):
+    """One uploaded version. The archive itself is kept so any worker host can materialise it."""
+
+    __tablename__ = "plugin_versions"
+    __table_args__ = (UniqueConstraint("plugin_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plugin_id: Mapped[str] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(100))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # NULL for entry-point plugins (their code lives in site-packages).
+    archive: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
+    entry_point: Mapped[str | None] = mapped_column(String(300), default=None)
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    uploaded_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+    plugin: Mapped[Plugin] = relationship(back_populates="versions")
+
+
+class PluginPermission(Base):
+    """A permission the current version declares; ``granted`` starts false."""
+
+    __tablename__ = "plugin_permissions"
+
+    plugin_id: Mapped[str] = mapped_column(
+        ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    granted: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class PluginSetting(Base):
+    """A stored setting value: JSON for plain settings, a Fernet token for secret ones."""
+
+    __tablename__ = "plugin_settings"
+
+    plugin_id: Mapped[str] = mapped_column(
+        ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True, default=None)
+    ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RegistryState(Base):
+    """One row whose ``revision`` grows with every registry change; workers poll it."""
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who changed what in the registry, and when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_plugin_id_at", "plugin_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(200), default=None)
+    action: Mapped[str] = mapped_column(String(40))
+    plugin_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
