@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import SQLAlchemyError as SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services_ai_plugins.errors import ConfigError, TransientError
