@@ -35,9 +35,7 @@ class ContractError(ValueError):
         return self.errors[0].field if self.errors else ""
 
     @classmethod
-    def from_validation_error(
-        cls, what: str, exc: ValidationError, prefix: str = ""
-    ) -> ContractError:
+    def from_validation_error(cls, what: str, exc: ValidationError, prefix: str = "") -> ContractError:
         return cls(what, field_errors(exc, prefix))
 
 

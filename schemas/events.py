@@ -90,9 +90,7 @@ class BookingChange(Booking):
     @model_validator(mode="after")
     def _same_booking(self) -> BookingChange:
         if self.previous_state.id != self.id:
-            raise ValueError(
-                f"previous_state: is booking {self.previous_state.id!r}, not {self.id!r}"
-            )
+            raise ValueError(f"previous_state: is booking {self.previous_state.id!r}, not {self.id!r}")
         return self
 
     def current(self) -> Booking:
@@ -123,9 +121,7 @@ class _Envelope(BaseModel):
     @classmethod
     def _event_id(cls, v: str) -> str:
         if not ID_RE.match(v):
-            raise ValueError(
-                f"{v[:40]!r} is not an event id (up to 128 letters, digits, '-', '_', '.', ':')"
-            )
+            raise ValueError(f"{v[:40]!r} is not an event id (up to 128 letters, digits, '-', '_', '.', ':')")
         return v
 
 

@@ -34,15 +34,11 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (use null or a finite number)")
 
 
-def strict_json_loads(
-    raw: str | bytes, what: str = "document", max_bytes: int = MAX_JSON_BYTES
-) -> Any:
+def strict_json_loads(raw: str | bytes, what: str = "document", max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parse JSON refusing duplicate keys, NaN/Infinity, a BOM, bad UTF-8 and oversize input."""
     if isinstance(raw, bytes):
         if len(raw) > max_bytes:
-            raise ContractError(
-                what, [FieldError("", f"is {len(raw)} bytes; the limit is {max_bytes}")]
-            )
+            raise ContractError(what, [FieldError("", f"is {len(raw)} bytes; the limit is {max_bytes}")])
         if raw.startswith(b"\xef\xbb\xbf"):
             raise ContractError(
                 what,
@@ -51,13 +47,13 @@ def strict_json_loads(
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ContractError(
-                what, [FieldError("", f"is not valid UTF-8 (byte {exc.start})")]
-            ) from None
+            raise ContractError(what, [FieldError("", f"is not valid UTF-8 (byte {exc.start})")]) from None
     else:
         text = raw
         if len(text) > max_bytes:
-            raise ContractError(what, [FieldError("", f"is over {max_bytes} characters")])
+            raise ContractError(
+                what, [FieldError("", f"is {len(text)} characters; the limit is {max_bytes}")]
+            )
         if text.startswith("\ufeff"):
             raise ContractError(
                 what,
@@ -70,11 +66,7 @@ def strict_json_loads(
     except json.JSONDecodeError as exc:
         raise ContractError(
             what,
-            [
-                FieldError(
-                    "", f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-                )
-            ],
+            [FieldError("", f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")],
         ) from None
     except ValueError as exc:
         raise ContractError(what, [FieldError("", str(exc))]) from None

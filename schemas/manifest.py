@@ -283,9 +283,7 @@ class Manifest(_Strict):
             }
         ),
     ] = Field(default_factory=list)
-    settings: Annotated[list[SettingSpec], Field(max_length=MAX_SETTINGS)] = Field(
-        default_factory=list
-    )
+    settings: Annotated[list[SettingSpec], Field(max_length=MAX_SETTINGS)] = Field(default_factory=list)
     hooks: Annotated[
         list[StrictStr],
         WithJsonSchema(
@@ -310,9 +308,7 @@ class Manifest(_Strict):
     def _aliases(cls, data: Any) -> Any:
         if isinstance(data, dict) and "hook_specs" in data:
             if "hooks" in data:
-                raise ValueError(
-                    "hook_specs: is an alias of hooks; give one or the other, not both"
-                )
+                raise ValueError("hook_specs: is an alias of hooks; give one or the other, not both")
             data = dict(data)
             data["hooks"] = data.pop("hook_specs")
         return data

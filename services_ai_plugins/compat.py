@@ -47,9 +47,7 @@ class SeedAliasFinder(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname not in ALIASES:
             return None
-        return importlib.machinery.ModuleSpec(
-            fullname, self._loader, is_package=fullname in _PACKAGES
-        )
+        return importlib.machinery.ModuleSpec(fullname, self._loader, is_package=fullname in _PACKAGES)
 
 
 def install() -> None:

@@ -46,6 +46,34 @@ class Config(BaseSettings):
     registry_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often a worker checks the registry revision."
     )
+    publish_retries: int = Field(
+        default=4, ge=0, le=50, description="Tries after the first before publish() gives up."
+    )
+    batch_size: int = Field(default=50, ge=1, le=1000, description="Events a worker processes per batch.")
+    batch_interval: float = Field(
+        default=0.005, gt=0, le=5, description="Seconds a worker waits to fill a batch."
+    )
+    task_time_limit: int = Field(
+        default=1800, ge=10, description="Hard limit (s) on one task; the soft limit is 30 s less."
+    )
+    visibility_timeout: int = Field(
+        default=7200, ge=60, description="Seconds before an unacknowledged Redis message returns."
+    )
+    event_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Tries of an event on transient errors before the DLQ."
+    )
+    widget_tick_seconds: float = Field(
+        default=5.0, gt=0, description="How often beat looks for widgets due a refresh."
+    )
+    widget_default_refresh: int = Field(
+        default=300, ge=5, description="Widget refresh interval when a plugin gives none."
+    )
+    breaker_threshold: int = Field(
+        default=3, ge=1, description="Consecutive timeouts after which a plugin is not called."
+    )
+    breaker_cooldown: float = Field(
+        default=30.0, gt=0, description="Seconds before a tripped plugin is tried again (doubles)."
+    )
     max_archive_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1024, description="Largest plugin ZIP accepted."
     )

@@ -136,8 +136,7 @@ class Database:
                     raise ConfigError("the database is empty: run `services-ai db upgrade` first")
                 else:
                     raise ConfigError(
-                        f"the database is at migration {current}, not {head}: "
-                        "run `services-ai db upgrade`"
+                        f"the database is at migration {current}, not {head}: run `services-ai db upgrade`"
                     )
             self._migrated = True
 

@@ -49,9 +49,7 @@ def booking_created(booking: dict[str, Any], context: dict[str, Any]) -> Any:
 
 
 @hookspec
-def booking_updated(
-    booking: dict[str, Any], previous_state: dict[str, Any], context: dict[str, Any]
-) -> Any:
+def booking_updated(booking: dict[str, Any], previous_state: dict[str, Any], context: dict[str, Any]) -> Any:
     """A booking changed; ``previous_state`` is the booking as it was."""
 
 

@@ -122,9 +122,7 @@ class PluginPermission(Base):
 
     __tablename__ = "plugin_permissions"
 
-    plugin_id: Mapped[str] = mapped_column(
-        ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True
-    )
+    plugin_id: Mapped[str] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     description: Mapped[str] = mapped_column(Text, default="")
     granted: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -137,9 +135,7 @@ class PluginSetting(Base):
 
     __tablename__ = "plugin_settings"
 
-    plugin_id: Mapped[str] = mapped_column(
-        ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True
-    )
+    plugin_id: Mapped[str] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSONType, nullable=True, default=None)
     ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
@@ -168,3 +164,121 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     plugin_id: Mapped[str | None] = mapped_column(String(64), default=None)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+# -- the event pipeline ---------------------------------------------------------------------
+
+
+class EventRecord(Base):
+    """An event a worker took from the queue. ``status`` is ``done`` once every due plugin
+    result is stored; ``failures`` counts the results that are not a success."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_type_occurred_at", "type", "occurred_at"),
+        Index("ix_events_status", "status"),
+    )
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class HookResult(Base):
+    """One row per (event, plugin, hook): what the call came to."""
+
+    __tablename__ = "hook_results"
+    __table_args__ = (
+        UniqueConstraint("event_id", "plugin_id", "hook"),
+        Index("ix_hook_results_plugin_id_created_at", "plugin_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(128))
+    plugin_id: Mapped[str] = mapped_column(String(64))
+    plugin_version: Mapped[str] = mapped_column(String(100))
+    hook: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    result: Mapped[Any] = mapped_column(JSONType, nullable=True, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    duration_ms: Mapped[float] = mapped_column(default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetter(Base):
+    """An event that could not be processed: malformed, or out of retries. Replayable."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_replayed_at_id", "replayed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
+    event_type: Mapped[str | None] = mapped_column(String(40), default=None)
+    payload: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    replayed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WidgetSnapshot(Base):
+    """The current dashboard widget of one plugin, sanitised; the dashboard reads only this."""
+
+    __tablename__ = "widget_snapshots"
+
+    plugin_id: Mapped[str] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True)
+    plugin_version: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(200))
+    html: Mapped[str] = mapped_column(Text, default="")
+    refresh_interval: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    rendered_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stale_since: Mapped[datetime | None] = mapped_column(default=None)
+    next_due_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    duration_ms: Mapped[float] = mapped_column(default=0.0)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ExportJob(Base):
+    """A data export: which rows each permitted plugin contributed, kept for download."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    export_type: Mapped[str] = mapped_column(String(40))
+    start_date: Mapped[str | None] = mapped_column(String(10), default=None)
+    end_date: Mapped[str | None] = mapped_column(String(10), default=None)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    requested_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    plugins: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class ExportRow(Base):
+    __tablename__ = "export_rows"
+    __table_args__ = (Index("ix_export_rows_export_id_seq", "export_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    export_id: Mapped[str] = mapped_column(ForeignKey("exports.id", ondelete="CASCADE"))
+    plugin_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -110,14 +110,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_plugin_versions")),
-        sa.UniqueConstraint(
-            "plugin_id", "version", name=op.f("uq_plugin_versions_plugin_id_version")
-        ),
+        sa.UniqueConstraint("plugin_id", "version", name=op.f("uq_plugin_versions_plugin_id_version")),
     )
     with op.batch_alter_table("plugin_versions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_plugin_versions_plugin_id"), ["plugin_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_plugin_versions_plugin_id"), ["plugin_id"], unique=False)
 
 
 def downgrade() -> None:

@@ -1,0 +1,1 @@
+"""Lead Insights: the Services AI sample plugin (every hook, every setting type)."""

@@ -1,0 +1,92 @@
+"""Queue and task names, and the Celery settings shared by the worker app and the publisher.
+
+Importing this module imports nothing of the plugin machinery, so the publisher can use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Connection, Queue
+from kombu.utils.url import maybe_sanitize_url
+
+from services_ai_plugins.config import Config
+
+EVENTS_QUEUE = "events"
+WIDGETS_QUEUE = "widgets"
+EXPORTS_QUEUE = "exports"
+LIFECYCLE_QUEUE = "lifecycle"
+QUEUES = (EVENTS_QUEUE, WIDGETS_QUEUE, EXPORTS_QUEUE, LIFECYCLE_QUEUE)
+
+EVENT_TASK = "services_ai.events.process"
+WIDGET_TICK_TASK = "services_ai.widgets.tick"
+WIDGET_REFRESH_TASK = "services_ai.widgets.refresh"
+EXPORT_TASK = "services_ai.exports.run"
+REPLAY_TASK = "services_ai.events.replay"
+
+
+def safe_url(url: str) -> str:
+    """The broker URL with any password masked, for messages."""
+    return str(maybe_sanitize_url(url))
+
+
+def transport_options(config: Config) -> dict[str, Any]:
+    url = config.broker_url
+    options: dict[str, Any] = {}
+    if url.startswith(("redis://", "rediss://", "redis+socket://")):
+        options.update(
+            # Longer than the longest task, or a slow batch is delivered twice.
+            visibility_timeout=config.visibility_timeout,
+            socket_connect_timeout=3,
+            socket_timeout=10,
+            retry_on_timeout=True,
+            health_check_interval=30,
+        )
+    if url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        # Publisher confirms: publish() returns once RabbitMQ has taken the message.
+        options["confirm_publish"] = True
+    return options
+
+
+def celery_settings(config: Config) -> dict[str, Any]:
+    """Settings common to every Celery app of the project (worker, beat, publisher)."""
+    return {
+        "broker_url": config.broker_url,
+        "broker_transport_options": transport_options(config),
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 5,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_default_queue": EVENTS_QUEUE,
+        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_create_missing_queues": False,
+        "task_routes": {
+            EVENT_TASK: {"queue": EVENTS_QUEUE},
+            REPLAY_TASK: {"queue": LIFECYCLE_QUEUE},
+            WIDGET_TICK_TASK: {"queue": WIDGETS_QUEUE},
+            WIDGET_REFRESH_TASK: {"queue": WIDGETS_QUEUE},
+            EXPORT_TASK: {"queue": EXPORTS_QUEUE},
+        },
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def queue_depths(config: Config, queues: tuple[str, ...] = QUEUES) -> dict[str, int | None]:
+    """Messages waiting in each queue (``None`` where the broker cannot say)."""
+    out: dict[str, int | None] = {}
+    with Connection(
+        config.broker_url, transport_options=transport_options(config), connect_timeout=3
+    ) as conn:
+        conn.ensure_connection(max_retries=1)
+        channel = conn.default_channel
+        for name in queues:
+            try:
+                out[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except Exception:
+                out[name] = 0 if config.broker_url.startswith(("redis", "memory")) else None
+    return out

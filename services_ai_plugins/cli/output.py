@@ -1,0 +1,59 @@
+"""How the CLI speaks: tables and progress for people, JSON for scripts, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def emit_json(value: Any) -> None:
+    """Print JSON on stdout (exactly one document, nothing else)."""
+    sys.stdout.write(json.dumps(value, default=_default, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    out.print(t)
+
+
+def say(message: str) -> None:
+    """A line for people, on stdout."""
+    out.print(message, markup=False, highlight=False)
+
+
+def warn(message: str) -> None:
+    err.print(f"warning: {message}", markup=False, highlight=False, style="yellow")
+
+
+def fail(message: str) -> None:
+    """The one line an error becomes, on stderr."""
+    err.print(f"error: {message}", markup=False, highlight=False, style="red")
+
+
+def yes_no(value: bool) -> str:
+    return "yes" if value else "no"

@@ -1,0 +1,327 @@
+"""Stored events, their results, the dead-letter store, replay and backfill, and the counts ops
+look at. Read by the CLI and the dashboard; written by workers (:mod:`pipeline`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from schemas.errors import ContractError
+from services_ai_plugins.dispatch import SUCCESS, invoke
+from services_ai_plugins.errors import EventError, NotFoundError, PluginStateError
+from services_ai_plugins.host import Host
+from services_ai_plugins.models import DeadLetter, EventRecord, HookResult, utcnow
+from services_ai_plugins.permissions import EVENT_HOOKS
+from services_ai_plugins.records import fresh
+from services_ai_plugins.runtime import PluginRuntime
+
+HOOK_EVENTS = {hook: kind for kind, hook in EVENT_HOOKS.items()}
+Progress = Callable[[int, int], None]
+
+
+def _result_view(r: HookResult) -> dict[str, Any]:
+    return {
+        "plugin_id": r.plugin_id,
+        "plugin_version": r.plugin_version,
+        "hook": r.hook,
+        "status": r.status,
+        "result": r.result,
+        "error": r.error,
+        "duration_ms": r.duration_ms,
+        "attempts": r.attempts,
+        "created_at": r.created_at.isoformat(),
+    }
+
+
+def _event_view(e: EventRecord) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "type": e.type,
+        "source": e.source,
+        "occurred_at": e.occurred_at.isoformat(),
+        "received_at": e.received_at.isoformat(),
+        "completed_at": e.completed_at.isoformat() if e.completed_at else None,
+        "status": e.status,
+        "failures": e.failures,
+        "attempts": e.attempts,
+    }
+
+
+def _dead_view(d: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "stage": d.stage,
+        "reason": d.reason,
+        "attempts": d.attempts,
+        "created_at": d.created_at.isoformat(),
+        "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None,
+        "payload": d.payload,
+    }
+
+
+class EventService:
+    """Reading events and results; replaying what failed."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.db = host.db
+
+    # -- events ---------------------------------------------------------------------------
+
+    def list(
+        self,
+        limit: int = 50,
+        event_type: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        stmt = select(EventRecord).order_by(EventRecord.received_at.desc()).limit(limit)
+        if event_type:
+            stmt = stmt.where(EventRecord.type == event_type)
+        if status == "failed":
+            stmt = stmt.where(EventRecord.failures > 0)
+        elif status:
+            stmt = stmt.where(EventRecord.status == status)
+        if since:
+            stmt = stmt.where(EventRecord.occurred_at >= since)
+        with self.db.session() as s:
+            return [_event_view(e) for e in s.scalars(stmt)]
+
+    def show(self, event_id: str) -> dict[str, Any]:
+        """The event's fields, its payload, and one entry per plugin called."""
+        with self.db.session() as s:
+            event = s.get(EventRecord, event_id)
+            if event is None:
+                dead = s.scalars(
+                    select(DeadLetter).where(DeadLetter.event_id == event_id).order_by(DeadLetter.id.desc())
+                ).first()
+                if dead is not None:
+                    return {
+                        "event_id": event_id,
+                        "type": dead.event_type,
+                        "status": "dead",
+                        "dead_letter": _dead_view(dead),
+                        "results": [],
+                    }
+                raise NotFoundError(
+                    f"event {event_id} not found (not yet taken by a worker, or never published)"
+                )
+            results = s.scalars(
+                select(HookResult).where(HookResult.event_id == event_id).order_by(HookResult.plugin_id)
+            ).all()
+            view = _event_view(event)
+            view["data"] = event.payload.get("data")
+            view["results"] = [_result_view(r) for r in results]
+            return view
+
+    def plugin_results(self, plugin_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        stmt = (
+            select(HookResult)
+            .where(HookResult.plugin_id == plugin_id)
+            .order_by(HookResult.created_at.desc())
+            .limit(limit)
+        )
+        with self.db.session() as s:
+            return [{"event_id": r.event_id, **_result_view(r)} for r in s.scalars(stmt)]
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 50, include_replayed: bool = False) -> list[dict[str, Any]]:
+        stmt = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+        if not include_replayed:
+            stmt = stmt.where(DeadLetter.replayed_at.is_(None))
+        with self.db.session() as s:
+            return [_dead_view(d) for d in s.scalars(stmt)]
+
+    def replay_dead(
+        self, ids: Iterable[int] | None, publish: Callable[[Any], str]
+    ) -> list[tuple[int, str | None, str | None]]:
+        """Publish dead letters again. Returns (id, new event id or None, error or None) each.
+
+        A payload that still breaks the contract stays in the store, with the reason shown.
+        """
+        from schemas.jsonload import strict_json_loads
+
+        stmt = select(DeadLetter).where(DeadLetter.replayed_at.is_(None)).order_by(DeadLetter.id)
+        if ids is not None:
+            wanted = list(ids)
+            stmt = select(DeadLetter).where(DeadLetter.id.in_(wanted)).order_by(DeadLetter.id)
+        with self.db.session() as s:
+            letters = [(d.id, d.payload, d.replayed_at) for d in s.scalars(stmt)]
+        if ids is not None:
+            found = {i for i, _, _ in letters}
+            missing = [i for i in wanted if i not in found]
+            if missing:
+                raise NotFoundError(f"no dead letter with id {', '.join(map(str, missing))}")
+        out: list[tuple[int, str | None, str | None]] = []
+        for letter_id, payload, replayed_at in letters:
+            if replayed_at is not None:
+                out.append((letter_id, None, "already replayed"))
+                continue
+            try:
+                event_id = publish(strict_json_loads(payload, "dead letter"))
+            except (ContractError, EventError) as exc:
+                out.append((letter_id, None, str(exc)))
+                continue
+            with self.db.session() as s:
+                s.execute(update(DeadLetter).where(DeadLetter.id == letter_id).values(replayed_at=utcnow()))
+            out.append((letter_id, event_id, None))
+        return out
+
+    # -- backfill ---------------------------------------------------------------------------
+
+    def backfill(
+        self,
+        runtime: PluginRuntime,
+        plugin_id: str,
+        since: datetime,
+        until: datetime | None = None,
+        include_failed: bool = False,
+        progress: Progress | None = None,
+    ) -> dict[str, int]:
+        """Call one plugin for stored events it has no result for (e.g. after enabling it).
+
+        ``include_failed`` also re-runs events whose result for it was a failure; their row
+        is updated in place (never a second row).
+        """
+        runtime.refresh(force=True)
+        hooks = {
+            hook: target
+            for hook in HOOK_EVENTS
+            for target in runtime.targets(hook)
+            if target.plugin.plugin_id == plugin_id
+        }
+        if not hooks:
+            raise PluginStateError(
+                plugin_id,
+                "is not enabled with a permission for any event hook it implements; nothing to replay",
+            )
+        kinds = [HOOK_EVENTS[h] for h in hooks]
+        done = HookResult.__table__.alias("done")
+        cond = [
+            EventRecord.type.in_(kinds),
+            EventRecord.occurred_at >= since,
+        ]
+        if until is not None:
+            cond.append(EventRecord.occurred_at < until)
+        have = select(done.c.event_id).where(
+            done.c.event_id == EventRecord.event_id, done.c.plugin_id == plugin_id
+        )
+        if include_failed:
+            have = have.where(done.c.status == SUCCESS)
+        stmt = (
+            select(EventRecord.event_id, EventRecord.type, EventRecord.payload)
+            .where(and_(*cond), ~have.exists())
+            .order_by(EventRecord.occurred_at)
+        )
+        with self.db.session() as s:
+            todo = s.execute(stmt).all()
+        config = self.host.config
+        counts = {"events": len(todo), "success": 0, "failed": 0}
+        upsert = self._upsert()
+        for n, (event_id, kind, payload) in enumerate(todo, 1):
+            hook = EVENT_HOOKS[kind]
+            target = hooks[hook]
+            data = dict(payload.get("data") or {})
+            previous = data.pop("previous_state", None)
+            meta = {
+                "event_id": event_id,
+                "type": kind,
+                "occurred_at": payload.get("occurred_at"),
+                "source": payload.get("source"),
+                "attempt": 1,
+                "replay": True,
+            }
+            kwargs: dict[str, Any] = {
+                "context": runtime.context(
+                    target, event=meta, idempotency_key=f"{event_id}:{plugin_id}:{hook}"
+                )
+            }
+            if hook == "lead_created":
+                kwargs["lead"] = fresh(data)
+            else:
+                kwargs["booking"] = fresh(data)
+                if previous is not None:
+                    kwargs["previous_state"] = fresh(previous)
+            outcome = invoke(
+                target.call, kwargs, time_limit=config.plugin_time_limit, max_bytes=config.result_max_bytes
+            )
+            counts["success" if outcome.ok else "failed"] += 1
+            with self.db.session() as s:
+                s.execute(
+                    upsert,
+                    [
+                        {
+                            "event_id": event_id,
+                            "plugin_id": plugin_id,
+                            "plugin_version": target.plugin.version,
+                            "hook": hook,
+                            "status": outcome.status,
+                            "result": outcome.result,
+                            "error": outcome.error,
+                            "duration_ms": outcome.duration_ms,
+                            "attempts": 1,
+                            "created_at": utcnow(),
+                        }
+                    ],
+                )
+                failures = s.scalar(
+                    select(func.count()).where(HookResult.event_id == event_id, HookResult.status != SUCCESS)
+                )
+                s.execute(
+                    update(EventRecord).where(EventRecord.event_id == event_id).values(failures=failures)
+                )
+            if progress:
+                progress(n, len(todo))
+        return counts
+
+    def _upsert(self) -> Any:
+        insert_fn = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        ins = insert_fn(HookResult)
+        return ins.on_conflict_do_update(
+            index_elements=[HookResult.event_id, HookResult.plugin_id, HookResult.hook],
+            set_={
+                "status": ins.excluded.status,
+                "result": ins.excluded.result,
+                "error": ins.excluded.error,
+                "duration_ms": ins.excluded.duration_ms,
+                "plugin_version": ins.excluded.plugin_version,
+                "attempts": HookResult.attempts + 1,
+                "created_at": ins.excluded.created_at,
+            },
+        )
+
+    # -- counts -----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Events by state. ``done``: every due result stored; ``failed``: of those, how many
+        have at least one failed result; ``pending``: stored but not done (queued messages are
+        added by :func:`status`); ``dead``: in the dead-letter store, not replayed."""
+        with self.db.session() as s:
+            by_status = dict(
+                s.execute(select(EventRecord.status, func.count()).group_by(EventRecord.status)).all()
+            )
+            failed = (
+                s.scalar(select(func.count()).where(EventRecord.status == "done", EventRecord.failures > 0))
+                or 0
+            )
+            dead = s.scalar(select(func.count()).where(DeadLetter.replayed_at.is_(None))) or 0
+            by_result = dict(
+                s.execute(select(HookResult.status, func.count()).group_by(HookResult.status)).all()
+            )
+        done = int(by_status.get("done", 0))
+        pending = sum(int(v) for k, v in by_status.items() if k != "done")
+        return {
+            "stored": done + pending,
+            "done": done,
+            "failed": int(failed),
+            "pending": pending,
+            "dead": int(dead),
+            "results": {k: int(v) for k, v in by_result.items()},  # type: ignore[dict-item]
+        }

@@ -1,0 +1,99 @@
+"""Publish platform events with one call::
+
+    from services_ai_plugins.publisher import publish
+
+    event_id = publish({"type": "lead.created", "data": {"id": "L-1", "email": "a@b.co"}})
+
+The envelope is validated first (``event_id``, ``occurred_at`` and ``source`` are filled in
+when absent); the call returns the event id once the broker has accepted the message, retrying
+connection errors with backoff and raising :class:`BrokerUnavailableError` when the broker stays
+down. Importing this module loads no plugin code: only the contracts, kombu/Celery and the
+configuration.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+from pydantic import BaseModel
+
+from schemas.errors import ContractError
+from schemas.events import BookingCreated, BookingUpdated, LeadCreated, parse_event
+from services_ai_plugins.broker import EVENT_TASK, EVENTS_QUEUE, celery_settings, safe_url
+from services_ai_plugins.config import Config, get_config
+from services_ai_plugins.errors import BrokerUnavailableError, EventError
+
+Envelope = LeadCreated | BookingCreated | BookingUpdated
+
+_apps: dict[str, Celery] = {}
+_lock = threading.Lock()
+
+
+def _app(config: Config) -> Celery:
+    key = config.broker_url
+    with _lock:
+        app = _apps.get(key)
+        if app is None:
+            app = Celery("services_ai_publisher", set_as_current=False)
+            app.conf.update(celery_settings(config))
+            _apps[key] = app
+        return app
+
+
+def validate(event: dict[str, Any] | str | bytes | BaseModel) -> Envelope:
+    """The event as its contract model, or :class:`EventError` naming every bad field."""
+    if isinstance(event, LeadCreated | BookingCreated | BookingUpdated):
+        return event
+    if isinstance(event, BaseModel):
+        event = event.model_dump(mode="json")
+    try:
+        return parse_event(event)
+    except ContractError as exc:
+        raise EventError(exc) from None
+
+
+class Publisher:
+    """Sends events to the events queue. One per process is plenty (``publish`` keeps one)."""
+
+    def __init__(self, config: Config | None = None, max_retries: int | None = None) -> None:
+        self.config = config or get_config()
+        self.max_retries = self.config.publish_retries if max_retries is None else max_retries
+        self.app = _app(self.config)
+
+    def publish(self, event: dict[str, Any] | str | bytes | BaseModel) -> str:
+        model = validate(event)
+        body = model.model_dump(mode="json")
+        try:
+            self.app.send_task(
+                EVENT_TASK,
+                args=[body],
+                queue=EVENTS_QUEUE,
+                task_id=model.event_id,
+                retry=True,
+                retry_policy={
+                    "max_retries": self.max_retries,
+                    "interval_start": 0.1,
+                    "interval_step": 0.5,
+                    "interval_max": 3.0,
+                },
+            )
+        except Exception as exc:  # kombu/redis/amqp each raise their own connection errors
+            raise BrokerUnavailableError(
+                f"the broker at {safe_url(self.config.broker_url)} did not accept event "
+                f"{model.event_id} after {self.max_retries + 1} tries: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            ) from exc
+        return model.event_id
+
+
+_default: Publisher | None = None
+
+
+def publish(event: dict[str, Any] | str | bytes | BaseModel) -> str:
+    """Validate and publish one event; returns its id once the broker has accepted it."""
+    global _default
+    if _default is None or _default.config is not get_config():
+        _default = Publisher()
+    return _default.publish(event)

@@ -1,0 +1,101 @@
+"""Per-call time limits for plugin code.
+
+In the main thread (Celery's prefork children and the solo pool run tasks there) a SIGALRM
+interval timer interrupts the call, Python code and ``time.sleep`` alike, at about 0.6 us per
+call. :class:`PluginTimeout` derives from ``BaseException`` so a plugin's ``except Exception``
+cannot swallow it, and the timer keeps firing every 50 ms until the call gives up, so even a bare
+``except:`` only delays it. Code blocked inside a C call that never returns to Python is out of
+reach of any in-process limit; Celery's hard time limit kills the worker child for that.
+
+Off the main thread (the in-process demo worker, threaded pools) the call runs in a helper
+thread that is abandoned if it overruns: the caller gets its timeout on time, the stray thread
+finishes on its own.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_REFIRE_SECONDS = 0.05
+_HAS_ALARM = hasattr(signal, "setitimer")
+_armed = False
+
+
+class PluginTimeout(BaseException):
+    """A plugin call ran past its time limit."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"ran past its time limit of {seconds:g}s")
+
+
+class _Alarm(BaseException):
+    """Raised by the signal handler; turned into PluginTimeout by the armed call."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _armed:
+        raise _Alarm()
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def call_with_time_limit(fn: Callable[[], T], seconds: float) -> T:
+    """Run ``fn()``; raise :class:`PluginTimeout` if it takes longer than ``seconds``.
+
+    Whatever SIGALRM handler and timer were in place before (a test runner's, say) are put back
+    afterwards, the timer less the time this call took.
+    """
+    global _armed
+    if not (_HAS_ALARM and _in_main_thread()) or _armed:
+        return _call_in_thread(fn, seconds)
+    previous = signal.getsignal(signal.SIGALRM)
+    if previous is not _on_alarm:
+        signal.signal(signal.SIGALRM, _on_alarm)
+    started = time.monotonic()
+    _armed = True
+    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds, _REFIRE_SECONDS)
+    try:
+        return fn()
+    except _Alarm:
+        raise PluginTimeout(seconds) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        _armed = False
+        if previous is not _on_alarm:
+            signal.signal(signal.SIGALRM, previous)
+        if outer_delay > 0:
+            left = max(outer_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _call_in_thread(fn: Callable[[], T], seconds: float) -> T:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="plugin-call")
+    future = _pool.submit(fn)
+    try:
+        return future.result(timeout=seconds)
+    except FutureTimeout:
+        # The thread cannot be stopped; give the caller its answer and let it finish alone.
+        # A fresh pool keeps one stuck call from starving the next ones.
+        with _pool_lock:
+            stuck, _pool = _pool, None
+        if stuck is not None:
+            stuck.shutdown(wait=False)
+        raise PluginTimeout(seconds) from None

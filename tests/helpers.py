@@ -1,0 +1,70 @@
+"""Helpers for tests: paths, configuration and plugin folders made on the fly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from services_ai_plugins.config import Config
+
+DATA = Path(__file__).parent / "data"
+PLUGINS = DATA / "plugins"
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_PLUGIN = REPO / "sample_plugin"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SECRET_KEY = Fernet.generate_key().decode()
+
+
+def make_config(data_dir: Path, database_url: str, **fields: object) -> Config:
+    """A configuration for a test (field names, not environment names)."""
+    values: dict[str, object] = {"data_dir": data_dir, "secret_key": SECRET_KEY}
+    values.update(fields)
+    return Config(DATABASE_URL=database_url, **values)  # type: ignore[arg-type]
+
+
+# -- plugins --------------------------------------------------------------------------------
+
+
+def write_plugin(
+    folder: Path,
+    manifest: dict[str, object],
+    main: str,
+    files: dict[str, str] | None = None,
+) -> Path:
+    """Write a plugin folder for a test (manifest, __init__.py, main.py and any other files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / "__init__.py").write_text("", encoding="utf-8")
+    (folder / "main.py").write_text(main, encoding="utf-8")
+    for name, content in (files or {}).items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return folder
+
+
+def manifest_for(name: str = "Test Plugin", **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": name,
+        "version": "1.0.0",
+        "description": "a plugin made by a test",
+        "author": "Tester",
+        "email": "tester@example.com",
+        "hooks": ["lead_created"],
+        "permissions": ["lead_access"],
+    }
+    base.update(fields)
+    return base
+
+
+LEAD_MAIN = """
+from services_ai_plugins import hookimpl
+
+@hookimpl
+def lead_created(lead, context):
+    return {"status": "success", "lead": lead["id"], "settings": context["settings"]}
+"""
