@@ -213,5 +213,5 @@ def _view(w: WidgetSnapshot, name: str) -> dict[str, Any]:
         "next_due_at": w.next_due_at.isoformat(),
         "duration_ms": w.duration_ms,
         "etag": w.etag,
-        "ok": w.status == SUCCESS or w.status == "ok",
+        "ok": w.status in (SUCCESS, "ok"),
     }

@@ -1,0 +1,276 @@
+"""Data exports: ``data_export`` on every plugin holding the permission (and, for leads and
+bookings, the data's own access permission), rows stored, fetched as CSV or JSON.
+
+A plugin receives the platform's records of the export type in the date range as
+``context["records"]`` (leads from ``lead.created`` events, bookings at their latest state) and
+returns rows: a list of flat JSON objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import IO, Any
+
+from sqlalchemy import select, update
+
+from services_ai_plugins.dispatch import invoke
+from services_ai_plugins.errors import NotFoundError, ServicesAIError
+from services_ai_plugins.host import Host
+from services_ai_plugins.models import EventRecord, ExportJob, ExportRow, utcnow
+from services_ai_plugins.records import fresh
+from services_ai_plugins.runtime import PluginRuntime
+
+HOOK = "data_export"
+EXPORT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_RECORDS = 50_000
+MAX_ROWS_PER_PLUGIN = 100_000
+MAX_COLUMNS = 200
+# A cell starting with one of these is read as a formula by spreadsheets.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+Progress = Callable[[int, int], None]
+
+
+class ExportError(ServicesAIError):
+    exit_code = 65
+
+
+def parse_day(value: str | None, what: str) -> date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ExportError(f"{what}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _check_rows(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ValueError(f"returned {type(value).__name__}; expected a list of rows (objects)")
+    if len(value) > MAX_ROWS_PER_PLUGIN:
+        raise ValueError(f"returned {len(value)} rows; the limit is {MAX_ROWS_PER_PLUGIN}")
+    for i, row in enumerate(value):
+        if not isinstance(row, dict):
+            raise ValueError(f"row {i} is {type(row).__name__}, not an object")
+        if len(row) > MAX_COLUMNS:
+            raise ValueError(f"row {i} has {len(row)} columns; the limit is {MAX_COLUMNS}")
+    return value
+
+
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell: nested data as JSON, and never a live spreadsheet formula."""
+    if value is None:
+        return ""
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    if text.startswith(_FORMULA_START):
+        text = "'" + text
+    return text
+
+
+class ExportService:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.db = host.db
+
+    def create(
+        self,
+        export_type: str,
+        start: str | None = None,
+        end: str | None = None,
+        filters: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> str:
+        if not EXPORT_TYPE_RE.match(export_type):
+            raise ExportError(
+                f"export type {export_type[:40]!r} is not a name (lower-case letters, digits, _)"
+            )
+        start_day, end_day = parse_day(start, "since"), parse_day(end, "until")
+        if start_day and end_day and end_day < start_day:
+            raise ExportError("until is before since")
+        if filters is not None and not isinstance(filters, dict):
+            raise ExportError("filters must be a JSON object")
+        export_id = str(uuid.uuid4())
+        with self.db.session() as s:
+            s.add(
+                ExportJob(
+                    id=export_id,
+                    export_type=export_type,
+                    start_date=start_day.isoformat() if start_day else None,
+                    end_date=end_day.isoformat() if end_day else None,
+                    filters=filters or {},
+                    status="pending",
+                    requested_by=actor,
+                    created_at=utcnow(),
+                    plugins={},
+                )
+            )
+        return export_id
+
+    def get(self, export_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            job = s.get(ExportJob, export_id)
+            if job is None:
+                raise NotFoundError(f"export {export_id} not found")
+            return _view(job)
+
+    def list(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            return [_view(j) for j in s.scalars(select(ExportJob).order_by(ExportJob.created_at.desc()).limit(limit))]
+
+    def run(self, runtime: PluginRuntime, export_id: str, progress: Progress | None = None) -> dict[str, Any]:
+        """Call every permitted plugin and store its rows. Safe to run again (rows replaced)."""
+        job = self.get(export_id)
+        with self.db.session() as s:
+            s.execute(update(ExportJob).where(ExportJob.id == export_id).values(status="running"))
+            s.execute(ExportRow.__table__.delete().where(ExportRow.export_id == export_id))
+        runtime.refresh()
+        export_type = job["export_type"]
+        targets = runtime.targets(HOOK, export_type)
+        start = parse_day(job["start_date"], "since")
+        end = parse_day(job["end_date"], "until")
+        records = self._records(export_type, start, end)
+        summary: dict[str, Any] = {}
+        total = 0
+        for n, target in enumerate(targets, 1):
+            plugin_id = target.plugin.plugin_id
+            context = runtime.context(target, records=fresh(records))
+            outcome = invoke(
+                target.call,
+                {
+                    "export_type": export_type,
+                    "data_type": export_type,
+                    "start_date": start,
+                    "end_date": end,
+                    "filters": fresh(job["filters"]),
+                    "context": context,
+                },
+                time_limit=self.host.config.plugin_time_limit * 12,
+                max_bytes=64 * 1024 * 1024,
+            )
+            entry: dict[str, Any] = {"status": outcome.status, "rows": 0, "error": outcome.error,
+                                     "duration_ms": outcome.duration_ms}
+            if outcome.ok:
+                try:
+                    rows = _check_rows(outcome.result)
+                except ValueError as exc:
+                    entry.update(status="error", error=f"data_export {exc}")
+                else:
+                    self._store(export_id, plugin_id, rows)
+                    entry["rows"] = len(rows)
+                    total += len(rows)
+            summary[plugin_id] = entry
+            if progress:
+                progress(n, len(targets))
+        status = "done" if not targets or any(e["status"] == "success" for e in summary.values()) else "failed"
+        with self.db.session() as s:
+            s.execute(
+                update(ExportJob)
+                .where(ExportJob.id == export_id)
+                .values(status=status, plugins=summary, row_count=total, finished_at=utcnow(),
+                        error=None if targets else "no plugin holds the permissions for this export")
+            )
+        return self.get(export_id)
+
+    def _records(self, export_type: str, start: date | None, end: date | None) -> list[dict[str, Any]]:
+        kinds = {"leads": ("lead.created",), "bookings": ("booking.created", "booking.updated")}.get(export_type)
+        if not kinds:
+            return []
+        stmt = select(EventRecord.payload).where(EventRecord.type.in_(kinds)).order_by(EventRecord.occurred_at)
+        if start:
+            stmt = stmt.where(EventRecord.occurred_at >= datetime.combine(start, datetime.min.time(), UTC))
+        if end:
+            stmt = stmt.where(EventRecord.occurred_at < datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC))
+        latest: dict[str, dict[str, Any]] = {}
+        with self.db.session() as s:
+            for payload in s.scalars(stmt.limit(MAX_RECORDS)):
+                data = dict(payload.get("data") or {})
+                data.pop("previous_state", None)
+                latest[str(data.get("id"))] = data  # bookings: the latest state wins
+        return list(latest.values())
+
+    def _store(self, export_id: str, plugin_id: str, rows: list[dict[str, Any]]) -> None:
+        with self.db.session() as s:
+            for start in range(0, len(rows), 1000):
+                chunk = rows[start : start + 1000]
+                s.execute(
+                    ExportRow.__table__.insert(),
+                    [
+                        {"export_id": export_id, "plugin_id": plugin_id, "seq": start + i, "data": row}
+                        for i, row in enumerate(chunk)
+                    ],
+                )
+
+    def rows(self, export_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        self.get(export_id)
+        with self.db.session() as s:
+            stmt = (
+                select(ExportRow.plugin_id, ExportRow.data)
+                .where(ExportRow.export_id == export_id)
+                .order_by(ExportRow.plugin_id, ExportRow.seq)
+                .execution_options(yield_per=1000)
+            )
+            for plugin_id, data in s.execute(stmt):
+                yield plugin_id, data
+
+    def write(self, export_id: str, out: IO[str], fmt: str = "csv", progress: Progress | None = None) -> int:
+        """Write the export as CSV (one column per key, ``plugin_id`` first) or JSON lines."""
+        job = self.get(export_id)
+        if job["status"] not in ("done",):
+            raise ExportError(f"export {export_id} is {job['status']}, not done")
+        total = job["row_count"]
+        if fmt == "json":
+            n = 0
+            out.write("[\n")
+            for n, (plugin_id, data) in enumerate(self.rows(export_id), 1):
+                out.write(("," if n > 1 else "") + json.dumps({"plugin_id": plugin_id, **data}) + "\n")
+                if progress:
+                    progress(n, total)
+            out.write("]\n")
+            return n
+        if fmt != "csv":
+            raise ExportError(f"format {fmt!r} is not csv or json")
+        columns: list[str] = ["plugin_id"]
+        seen = set(columns)
+        for _, data in self.rows(export_id):
+            for key in data:
+                if key not in seen:
+                    seen.add(key)
+                    columns.append(key)
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        n = 0
+        for n, (plugin_id, data) in enumerate(self.rows(export_id), 1):
+            row = {"plugin_id": plugin_id, **data}
+            writer.writerow([csv_cell(row.get(c)) for c in columns])
+            if progress:
+                progress(n, total)
+        return n
+
+    def render(self, export_id: str, fmt: str = "csv") -> str:
+        buf = io.StringIO()
+        self.write(export_id, buf, fmt)
+        return buf.getvalue()
+
+
+def _view(job: ExportJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "export_type": job.export_type,
+        "start_date": job.start_date,
+        "end_date": job.end_date,
+        "filters": job.filters,
+        "status": job.status,
+        "requested_by": job.requested_by,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error,
+        "row_count": job.row_count,
+        "plugins": job.plugins,
+    }

@@ -1,0 +1,164 @@
+"""Celery tasks: thin functions that take ids or validated payloads and call the services.
+
+Events are consumed in batches (celery-batches): the worker's main process buffers up to
+``SERVICES_AI_BATCH_SIZE`` messages or ``SERVICES_AI_BATCH_INTERVAL`` seconds, then one pool
+process handles the whole batch in one database transaction and the messages are acknowledged
+after it commits. A pool process that dies mid-batch has every message of its batch rejected
+back onto the queue (Celery's ``task_reject_on_worker_lost`` for a batch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from celery_batches import Batches, SimpleRequest
+from celery_batches.trace import apply_batches_task
+
+from services_ai_plugins.broker import (
+    EVENT_TASK,
+    EXPORT_TASK,
+    REPLAY_TASK,
+    WIDGET_REFRESH_TASK,
+    WIDGET_TICK_TASK,
+)
+from services_ai_plugins.config import get_config
+from services_ai_plugins.pipeline import ACK, REQUEUE, RETRY, Incoming
+from workers import state
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+_config = get_config()
+
+
+class EventBatches(Batches):  # type: ignore[misc]
+    """Batches whose messages are acknowledged, retried or requeued one by one, as the task
+    decides, and requeued all together if the pool process running the batch dies."""
+
+    def flush(self, requests: Collection[Any]) -> Any:
+        requests = list(requests)
+        simple = ([SimpleRequest.from_request(r) for r in requests],)
+
+        def on_return(actions: list[str] | None) -> None:
+            if not isinstance(actions, list) or len(actions) != len(requests):
+                # The batch crashed before deciding: nothing was committed, so try again.
+                for req in requests:
+                    req.reject(requeue=True)
+                return
+            for req, action in zip(requests, actions, strict=True):
+                if action == REQUEUE:
+                    req.reject(requeue=True)
+                else:
+                    req.acknowledge()
+
+        def on_error(*_: Any) -> None:  # the pool process died (or hit the hard time limit)
+            log.error("a worker process died during a batch of %d; requeueing it", len(requests))
+            for req in requests:
+                req.reject(requeue=True)
+
+        return self._pool.apply_async(
+            apply_batches_task,
+            (self, simple, 0, None),
+            callback=on_return,
+            error_callback=on_error,
+            timeout_callback=on_error,
+        )
+
+
+@app.task(
+    name=EVENT_TASK,
+    base=EventBatches,
+    flush_every=_config.batch_size,
+    flush_interval=_config.batch_interval,
+    acks_late=True,
+)
+def process_events(requests: list[SimpleRequest]) -> list[str]:
+    """Process a batch of events; return one action per message (ack / requeue)."""
+    items = [
+        Incoming(
+            body=r.args[0] if r.args else r.kwargs.get("event"),
+            attempt=int(r.kwargs.get("attempt", 1) or 1),
+            redelivered=bool((r.delivery_info or {}).get("redelivered")),
+        )
+        for r in requests
+    ]
+    try:
+        worker = state.get()
+        report = worker.processor.process(items)
+    except Exception:
+        log.exception("batch of %d failed unexpectedly; requeueing it", len(items))
+        return [REQUEUE] * len(items)
+    actions = []
+    for item, disp in zip(items, report.dispositions, strict=True):
+        if disp.action != RETRY:
+            actions.append(disp.action)
+            continue
+        actions.append(_retry_later(worker, item, disp.attempt, disp.countdown))
+    return actions
+
+
+def _retry_later(worker: state.WorkerState, item: Incoming, attempt: int, countdown: float) -> str:
+    """Send the event again with a delay, or to the dead-letter store when out of tries."""
+    config = worker.host.config
+    if attempt > config.event_max_attempts:
+        try:
+            worker.processor.dead_letter_exhausted(
+                [item], f"gave up after {item.attempt} attempts: the database kept failing"
+            )
+            return ACK
+        except Exception:
+            countdown = 300.0  # the dead-letter store is in the same database: keep trying
+    try:
+        process_events.apply_async(
+            args=[item.body], kwargs={"attempt": attempt}, countdown=countdown, retry=False
+        )
+    except Exception:
+        log.exception("could not schedule a retry; requeueing")
+        return REQUEUE
+    return ACK
+
+
+@app.task(name=WIDGET_TICK_TASK, acks_late=True, ignore_result=True)
+def widgets_tick() -> int:
+    """Beat's tick: queue a refresh for each widget that is due."""
+    from services_ai_plugins.widgets import WidgetService
+
+    worker = state.get()
+    due = WidgetService(worker.host).due(worker.runtime)
+    for plugin_id in due:
+        refresh_widget.delay(plugin_id)
+    return len(due)
+
+
+@app.task(name=WIDGET_REFRESH_TASK, acks_late=True, ignore_result=True)
+def refresh_widget(plugin_id: str) -> str | None:
+    from services_ai_plugins.widgets import WidgetService
+
+    worker = state.get()
+    snap = WidgetService(worker.host).refresh(worker.runtime, plugin_id)
+    return None if snap is None else str(snap["status"])
+
+
+@app.task(name=EXPORT_TASK, acks_late=True, ignore_result=True)
+def run_export(export_id: str) -> str:
+    from services_ai_plugins.exports import ExportService
+
+    worker = state.get()
+    return ExportService(worker.host).run(worker.runtime, export_id)["status"]  # type: ignore[no-any-return]
+
+
+@app.task(name=REPLAY_TASK, acks_late=True, ignore_result=True)
+def replay_plugin(plugin_id: str, since: str, until: str | None, include_failed: bool) -> dict[str, int]:
+    from datetime import datetime
+
+    from services_ai_plugins.events import EventService
+
+    worker = state.get()
+    return EventService(worker.host).backfill(
+        worker.runtime,
+        plugin_id,
+        datetime.fromisoformat(since),
+        datetime.fromisoformat(until) if until else None,
+        include_failed,
+    )
