@@ -81,7 +81,7 @@ class LeadInsights:
         ]
         return {
             "status": "success",
-            "message": f"Booking {booking['id']}: {len(changes)} change(s)",
+            "message": f"Booking {booking['id']}: " + ("; ".join(changes) or "no change"),
             "changes": changes,
             "cancelled": booking.get("status") == "cancelled" and previous_state.get("status") != "cancelled",
         }

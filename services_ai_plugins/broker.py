@@ -42,6 +42,9 @@ def transport_options(config: Config) -> dict[str, Any]:
             retry_on_timeout=True,
             health_check_interval=30,
         )
+    if url.startswith("memory://"):
+        # The in-process broker of the demo and of tests: poll often, it costs nothing.
+        options["polling_interval"] = 0.005
     if url.startswith(("amqp://", "amqps://", "pyamqp://")):
         # Publisher confirms: publish() returns once RabbitMQ has taken the message.
         options["confirm_publish"] = True

@@ -122,7 +122,10 @@ class ExportService:
 
     def list(self, limit: int = 20) -> list[dict[str, Any]]:
         with self.db.session() as s:
-            return [_view(j) for j in s.scalars(select(ExportJob).order_by(ExportJob.created_at.desc()).limit(limit))]
+            return [
+                _view(j)
+                for j in s.scalars(select(ExportJob).order_by(ExportJob.created_at.desc()).limit(limit))
+            ]
 
     def run(self, runtime: PluginRuntime, export_id: str, progress: Progress | None = None) -> dict[str, Any]:
         """Call every permitted plugin and store its rows. Safe to run again (rows replaced)."""
@@ -154,8 +157,12 @@ class ExportService:
                 time_limit=self.host.config.plugin_time_limit * 12,
                 max_bytes=64 * 1024 * 1024,
             )
-            entry: dict[str, Any] = {"status": outcome.status, "rows": 0, "error": outcome.error,
-                                     "duration_ms": outcome.duration_ms}
+            entry: dict[str, Any] = {
+                "status": outcome.status,
+                "rows": 0,
+                "error": outcome.error,
+                "duration_ms": outcome.duration_ms,
+            }
             if outcome.ok:
                 try:
                     rows = _check_rows(outcome.result)
@@ -168,25 +175,38 @@ class ExportService:
             summary[plugin_id] = entry
             if progress:
                 progress(n, len(targets))
-        status = "done" if not targets or any(e["status"] == "success" for e in summary.values()) else "failed"
+        status = (
+            "done" if not targets or any(e["status"] == "success" for e in summary.values()) else "failed"
+        )
         with self.db.session() as s:
             s.execute(
                 update(ExportJob)
                 .where(ExportJob.id == export_id)
-                .values(status=status, plugins=summary, row_count=total, finished_at=utcnow(),
-                        error=None if targets else "no plugin holds the permissions for this export")
+                .values(
+                    status=status,
+                    plugins=summary,
+                    row_count=total,
+                    finished_at=utcnow(),
+                    error=None if targets else "no plugin holds the permissions for this export",
+                )
             )
         return self.get(export_id)
 
     def _records(self, export_type: str, start: date | None, end: date | None) -> list[dict[str, Any]]:
-        kinds = {"leads": ("lead.created",), "bookings": ("booking.created", "booking.updated")}.get(export_type)
+        kinds = {"leads": ("lead.created",), "bookings": ("booking.created", "booking.updated")}.get(
+            export_type
+        )
         if not kinds:
             return []
-        stmt = select(EventRecord.payload).where(EventRecord.type.in_(kinds)).order_by(EventRecord.occurred_at)
+        stmt = (
+            select(EventRecord.payload).where(EventRecord.type.in_(kinds)).order_by(EventRecord.occurred_at)
+        )
         if start:
             stmt = stmt.where(EventRecord.occurred_at >= datetime.combine(start, datetime.min.time(), UTC))
         if end:
-            stmt = stmt.where(EventRecord.occurred_at < datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC))
+            stmt = stmt.where(
+                EventRecord.occurred_at < datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC)
+            )
         latest: dict[str, dict[str, Any]] = {}
         with self.db.session() as s:
             for payload in s.scalars(stmt.limit(MAX_RECORDS)):
