@@ -57,7 +57,7 @@ class Config(BaseSettings):
         default=1800, ge=10, description="Hard limit (s) on one task; the soft limit is 30 s less."
     )
     visibility_timeout: int = Field(
-        default=7200, ge=60, description="Seconds before an unacknowledged Redis message returns."
+        default=7200, ge=1, description="Seconds before an unacknowledged Redis message returns."
     )
     event_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Tries of an event on transient errors before the DLQ."
