@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Connection, Queue
+from kombu.connection import Connection
+from kombu.entity import Queue
 from kombu.utils.url import maybe_sanitize_url
 
 from services_ai_plugins.config import Config
@@ -65,7 +66,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend": None,
         "task_default_queue": EVENTS_QUEUE,
-        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_create_missing_queues": False,
         "task_routes": {
             EVENT_TASK: {"queue": EVENTS_QUEUE},
@@ -82,7 +83,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
 def queue_depths(config: Config, queues: tuple[str, ...] = QUEUES) -> dict[str, int | None]:
     """Messages waiting in each queue (``None`` where the broker cannot say)."""
     out: dict[str, int | None] = {}
-    with Connection(
+    with Connection(  # type: ignore[no-untyped-call]
         config.broker_url, transport_options=transport_options(config), connect_timeout=3
     ) as conn:
         conn.ensure_connection(max_retries=1)

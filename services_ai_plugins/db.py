@@ -122,8 +122,6 @@ class Database:
         if self._migrated:
             return
         with self._lock:
-            if self._migrated:
-                return
             try:
                 current = self.current_revision()
             except OperationalError as exc:

@@ -169,7 +169,7 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
     from services_ai_plugins.events import EventService
     from services_ai_plugins.publisher import Publisher
 
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - made-up demo data, reproducible
     batch = _events(count, rng)
     events = EventService(host)
     publisher = Publisher(config)
@@ -204,7 +204,7 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
             queue="events",
         ).id
         deadline = time.monotonic() + 60
-        shown = {}
+        shown: dict[str, Any] = {}
         while time.monotonic() < deadline:
             done = [events.show(i) for i in ids if _stored(events, i, shown)]
             if len(done) == len(ids) and events.counts()["dead"] >= 1:

@@ -74,7 +74,7 @@ class EventService:
 
     # -- events ---------------------------------------------------------------------------
 
-    def list(
+    def recent(
         self,
         limit: int = 50,
         event_type: str | None = None,

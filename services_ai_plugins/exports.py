@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 
 from services_ai_plugins.dispatch import invoke
 from services_ai_plugins.errors import NotFoundError, ServicesAIError
@@ -120,7 +120,7 @@ class ExportService:
                 raise NotFoundError(f"export {export_id} not found")
             return _view(job)
 
-    def list(self, limit: int = 20) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 20) -> list[dict[str, Any]]:
         with self.db.session() as s:
             return [
                 _view(j)
@@ -132,7 +132,7 @@ class ExportService:
         job = self.get(export_id)
         with self.db.session() as s:
             s.execute(update(ExportJob).where(ExportJob.id == export_id).values(status="running"))
-            s.execute(ExportRow.__table__.delete().where(ExportRow.export_id == export_id))
+            s.execute(delete(ExportRow).where(ExportRow.export_id == export_id))
         runtime.refresh()
         export_type = job["export_type"]
         targets = runtime.targets(HOOK, export_type)
@@ -220,7 +220,7 @@ class ExportService:
             for start in range(0, len(rows), 1000):
                 chunk = rows[start : start + 1000]
                 s.execute(
-                    ExportRow.__table__.insert(),
+                    insert(ExportRow),
                     [
                         {"export_id": export_id, "plugin_id": plugin_id, "seq": start + i, "data": row}
                         for i, row in enumerate(chunk)
@@ -237,7 +237,7 @@ class ExportService:
                 .execution_options(yield_per=1000)
             )
             for plugin_id, data in s.execute(stmt):
-                yield plugin_id, data
+                yield str(plugin_id), dict(data)
 
     def write(self, export_id: str, out: IO[str], fmt: str = "csv", progress: Progress | None = None) -> int:
         """Write the export as CSV (one column per key, ``plugin_id`` first) or JSON lines."""

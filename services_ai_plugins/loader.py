@@ -322,4 +322,5 @@ def discover_entry_points() -> tuple[list[EntryPointPlugin], list[str]]:
 
 def manifest_info(manifest: Manifest) -> dict[str, Any]:
     """``plugin_info`` as ``plugin_installed`` receives it (plain JSON)."""
-    return json.loads(manifest.model_dump_json(by_alias=True, exclude_none=True))
+    info: dict[str, Any] = json.loads(manifest.model_dump_json(by_alias=True, exclude_none=True))
+    return info

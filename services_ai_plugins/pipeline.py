@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, select
+from sqlalchemy import Insert, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -141,7 +141,7 @@ class ResultStore:
             if results:
                 s.execute(self._results, results)
             if dead:
-                s.execute(DeadLetter.__table__.insert(), dead)
+                s.execute(insert(DeadLetter), dead)
 
 
 class EventProcessor:

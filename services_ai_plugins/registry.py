@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +47,8 @@ from services_ai_plugins.loader import (
 )
 from services_ai_plugins.models import (
     AuditEntry,
+    ExportRow,
+    HookResult,
     Plugin,
     PluginPermission,
     PluginSetting,
@@ -132,9 +134,6 @@ class PluginRegistry:
         self.db = db
         self.keyring = keyring
         self.limits = archive.ArchiveLimits(max_archive_bytes=config.max_archive_bytes)
-        #: Callables ``(session, plugin_id)`` run inside the uninstall transaction; the
-        #: pipeline registers the removal of its own per-plugin rows here.
-        self.uninstall_hooks: list[Callable[[Session, str], None]] = []
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -142,7 +141,7 @@ class PluginRegistry:
         with self.db.session() as s:
             return int(s.scalar(select(RegistryState.revision).where(RegistryState.id == 1)) or 0)
 
-    def list(self) -> list[PluginView]:
+    def plugins(self) -> list[PluginView]:
         with self.db.session() as s:
             rows = s.scalars(select(Plugin).order_by(Plugin.id)).all()
             return [self._view(s, p) for p in rows]
@@ -216,7 +215,7 @@ class PluginRegistry:
                     cand.loaded,
                     "plugin_installed",
                     {"plugin_id": plugin_id, "plugin_info": manifest_info(cand.manifest)},
-                    {},
+                    typed_values(plugin_id, cand.manifest, {}, self.keyring),  # the defaults
                     actor,
                 )
                 if outcome is not None and not outcome.ok:
@@ -442,18 +441,20 @@ class PluginRegistry:
 
     # -- removing ---------------------------------------------------------------------------
 
-    def uninstall(self, plugin_id: str, actor: str | None = None) -> ChangeReport:
+    def uninstall(self, plugin_id: str, actor: str | None = None, purge: bool = False) -> ChangeReport:
         """Remove the plugin's rows and cached files; its ``plugin_uninstalled`` hook is
-        called first, and its failing never blocks the uninstall."""
+        called first, and its failing never blocks the uninstall. Its hook results and export
+        rows are kept (history) unless ``purge``."""
         with self.db.session() as s:
             plugin = self._get(s, plugin_id, lock=True)
             view = self._view(s, plugin)
             warnings = self._best_effort_hook(s, plugin, "plugin_uninstalled", actor)
             shas = list(s.scalars(select(PluginVersion.sha256).where(PluginVersion.plugin_id == plugin_id)))
-            for hook in self.uninstall_hooks:
-                hook(s, plugin_id)
+            if purge:
+                s.execute(delete(HookResult).where(HookResult.plugin_id == plugin_id))
+                s.execute(delete(ExportRow).where(ExportRow.plugin_id == plugin_id))
             s.delete(plugin)
-            self._audit(s, actor, "uninstall", plugin_id, version=view.version)
+            self._audit(s, actor, "uninstall", plugin_id, version=view.version, purged=purge)
             self._bump(s)
         for sha in shas:
             shutil.rmtree(self.config.cache_dir / sha, ignore_errors=True)
@@ -661,9 +662,9 @@ class PluginRegistry:
                 plugin.permissions.remove(row)
                 s.delete(row)
         for name, spec in declared.items():
-            row = current.get(name)
+            kept = current.get(name)
             description = spec.description or PERMISSION_DESCRIPTIONS.get(name, "")
-            if row is None:
+            if kept is None:
                 plugin.permissions.append(
                     PluginPermission(
                         plugin_id=plugin.id,
@@ -675,7 +676,7 @@ class PluginRegistry:
                     )
                 )
             else:
-                row.description = description
+                kept.description = description
 
     def _switch_version(self, s: Session, plugin: Plugin, manifest: Manifest, actor: str | None) -> list[str]:
         """Point the plugin at another version: identity, permissions and settings follow."""

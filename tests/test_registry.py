@@ -42,7 +42,7 @@ def test_install_from_folder_starts_disabled_with_every_permission_off(host: Hos
         "data_export": False,
         "lead_access": False,
     }
-    assert [p.id for p in host.registry.list()] == ["lead-insights"]
+    assert [p.id for p in host.registry.plugins()] == ["lead-insights"]
     # The archive itself is stored, with its hash, so any host can materialise it.
     with host.db.session() as s:
         version = s.scalars(select(PluginVersion)).one()

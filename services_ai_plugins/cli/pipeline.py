@@ -107,7 +107,7 @@ def events_list(limit: int, event_type: str | None, status: str | None, as_json:
     """The latest events."""
     from services_ai_plugins.events import EventService
 
-    rows = EventService(host_from_env()).list(limit=limit, event_type=event_type, status=status)
+    rows = EventService(host_from_env()).recent(limit=limit, event_type=event_type, status=status)
     if as_json:
         emit_json(rows)
         return
@@ -449,7 +449,7 @@ def export_list(as_json: bool) -> None:
     """Recent exports."""
     from services_ai_plugins.exports import ExportService
 
-    jobs = ExportService(host_from_env()).list()
+    jobs = ExportService(host_from_env()).recent()
     if as_json:
         emit_json(jobs)
         return

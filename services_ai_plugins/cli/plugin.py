@@ -173,10 +173,11 @@ def plugin_revoke(plugin_id: str, permission: str, as_json: bool) -> None:
 
 @plugin.command("uninstall")
 @click.argument("plugin_id")
+@click.option("--purge", is_flag=True, help="Also delete its stored hook results and export rows.")
 @JSON
-def plugin_uninstall(plugin_id: str, as_json: bool) -> None:
-    """Remove a plugin: its code, permissions and settings."""
-    report = host_from_env().registry.uninstall(plugin_id, actor=actor())
+def plugin_uninstall(plugin_id: str, purge: bool, as_json: bool) -> None:
+    """Remove a plugin: its code, permissions and settings (results kept unless --purge)."""
+    report = host_from_env().registry.uninstall(plugin_id, actor=actor(), purge=purge)
     _report(report, as_json, f"uninstalled {plugin_id} {report.plugin.version}")
 
 
@@ -196,7 +197,7 @@ def plugin_discover() -> None:
 @JSON
 def plugin_list(as_json: bool) -> None:
     """List installed plugins."""
-    plugins = host_from_env().registry.list()
+    plugins = host_from_env().registry.plugins()
     if as_json:
         emit_json(plugins)
         return

@@ -1,0 +1,304 @@
+"""The batch processor, called directly: fan-out, permission gating, isolation, idempotent
+redelivery, dead letters and transient failures. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from services_ai_plugins.events import EventService
+from services_ai_plugins.host import Host
+from services_ai_plugins.models import DeadLetter, EventRecord, HookResult
+from services_ai_plugins.pipeline import ACK, RETRY, EventProcessor, Incoming, backoff
+from services_ai_plugins.runtime import PluginRuntime
+from tests.helpers import make_config, manifest_for, write_plugin
+
+RECORDER = """
+import json, pathlib
+from services_ai_plugins import hookimpl
+
+LOG = pathlib.Path({log!r})
+
+@hookimpl
+def lead_created(lead, context):
+    with LOG.open("a") as fh:
+        fh.write(context["event"]["event_id"] + "\\n")
+    return {{"status": "success", "lead": lead["id"], "plugin": context["plugin_id"]}}
+"""
+
+
+def lead(i: int | str, **data: object) -> dict[str, object]:
+    return {
+        "event_id": f"ev-{i}",
+        "type": "lead.created",
+        "source": "test",
+        "data": {"id": f"L{i}", "name": "Ada Lovelace", "email": "ada@example.com", **data},
+    }
+
+
+def add_plugin(host: Host, tmp_path: Path, name: str, main: str, grant: bool = True, **fields: object) -> str:
+    folder = write_plugin(tmp_path / name.replace(" ", "_"), manifest_for(name, **fields), main)
+    plugin_id = host.registry.install(folder).plugin.id
+    if grant:
+        for permission in fields.get("permissions", ["lead_access"]):  # type: ignore[union-attr]
+            host.registry.grant(plugin_id, permission)
+    host.registry.enable(plugin_id)
+    return plugin_id
+
+
+@pytest.fixture
+def processor(host: Host) -> Iterator[EventProcessor]:
+    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    yield EventProcessor(host, runtime)
+    runtime.close()
+
+
+def results(host: Host) -> list[tuple[str, str, str]]:
+    with host.db.session() as s:
+        return sorted(s.execute(select(HookResult.event_id, HookResult.plugin_id, HookResult.status)).all())
+
+
+def test_each_permitted_plugin_is_called_once_per_event(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    add_plugin(host, tmp_path, "Alpha", RECORDER.format(log=str(log_a)))
+    add_plugin(host, tmp_path, "Beta", RECORDER.format(log=str(log_b)))
+    report = processor.process([Incoming(lead(i)) for i in range(5)])
+    assert {d.action for d in report.dispositions} == {ACK}
+    assert report.events == 5
+    assert report.calls == 10
+    assert results(host) == sorted((f"ev-{i}", p, "success") for i in range(5) for p in ("alpha", "beta"))
+    assert log_a.read_text().split() == [f"ev-{i}" for i in range(5)]
+    view = EventService(host).show("ev-3")
+    assert view["status"] == "done"
+    assert [r["result"]["lead"] for r in view["results"]] == ["L3", "L3"]
+
+
+def test_a_plugin_without_the_permission_is_never_called(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
+    log = tmp_path / "x.log"
+    add_plugin(host, tmp_path, "Ungranted", RECORDER.format(log=str(log)), grant=False)
+    processor.process([Incoming(lead(1))])
+    assert not log.exists()
+    assert results(host) == []
+    assert EventService(host).show("ev-1")["results"] == []
+
+
+def test_redelivery_stores_no_second_row_and_calls_no_plugin_twice(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    add_plugin(host, tmp_path, "Once", RECORDER.format(log=str(log)))
+    batch = [Incoming(lead(i)) for i in range(3)]
+    processor.process(batch)
+    processor.process([Incoming(b.body, redelivered=True) for b in batch])
+    processor.process([Incoming(lead(1)), Incoming(lead(1))])  # published twice
+    assert log.read_text().split() == ["ev-0", "ev-1", "ev-2"]
+    with host.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(HookResult)) == 3
+        assert s.scalar(select(func.count()).select_from(EventRecord)) == 3
+        assert s.scalar(select(EventRecord.attempts).where(EventRecord.event_id == "ev-1")) == 3
+
+
+def test_a_plugin_added_later_is_called_on_redelivery_only_for_itself(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    add_plugin(host, tmp_path, "First", RECORDER.format(log=str(first)))
+    processor.process([Incoming(lead(1))])
+    add_plugin(host, tmp_path, "Second", RECORDER.format(log=str(second)))
+    processor.process([Incoming(lead(1), redelivered=True)])
+    assert first.read_text().split() == ["ev-1"]
+    assert second.read_text().split() == ["ev-1"]
+
+
+MISBEHAVING = {
+    "Raiser": "raise RuntimeError(f\"cannot handle {lead['email']} / {lead['name']}\")",
+    "Sleeper": "import time\n    time.sleep(5)",
+    "Not Json": "return {'when': object()}",
+    "Huge": "return {'blob': 'x' * 200_000}",
+    "Mutator": "lead['email'] = 'stolen'; lead.clear(); context['settings']['x'] = 1\n    return {'ok': True}",
+    "Exiter": "raise SystemExit(3)",
+}
+
+
+def test_misbehaving_plugins_never_change_another_plugins_result(tmp_path: Path, database_url: str) -> None:
+    host = Host(make_config(tmp_path / "data", database_url, plugin_time_limit=0.3, breaker_threshold=10))
+    host.ready()
+    for name, body in MISBEHAVING.items():
+        main = f"from services_ai_plugins import hookimpl\n\n@hookimpl\ndef lead_created(lead, context):\n    {body}\n"
+        add_plugin(host, tmp_path, name, main)
+    add_plugin(host, tmp_path, "Good", RECORDER.format(log=str(tmp_path / "good.log")))
+    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    report = EventProcessor(host, runtime).process([Incoming(lead(1)), Incoming(lead(2))])
+    runtime.close()
+    assert {d.action for d in report.dispositions} == {ACK}
+    view = {r["plugin_id"]: r for r in EventService(host).show("ev-1")["results"]}
+    assert view["good"]["status"] == "success"
+    assert view["good"]["result"] == {"status": "success", "lead": "L1", "plugin": "good"}
+    assert view["mutator"]["status"] == "success"
+    assert view["raiser"]["status"] == "error"
+    assert view["raiser"]["error"] == "RuntimeError: cannot handle [redacted] / [redacted]"
+    assert view["sleeper"]["status"] == "timeout"
+    assert view["sleeper"]["error"] == "ran past its time limit of 0.3s"
+    assert view["not-json"]["status"] == "error"
+    assert "not JSON-serialisable" in view["not-json"]["error"]
+    assert view["huge"]["status"] == "error"
+    assert "the limit is 65536" in view["huge"]["error"]
+    assert view["exiter"]["status"] == "error"
+    assert view["exiter"]["error"] == "SystemExit: 3"
+    for r in view.values():
+        assert "ada@example.com" not in (r["error"] or "")
+    assert EventService(host).show("ev-1")["failures"] == 5
+    host.close()
+
+
+def test_a_plugin_that_keeps_timing_out_is_skipped_by_the_breaker(tmp_path: Path, database_url: str) -> None:
+    host = Host(
+        make_config(
+            tmp_path / "data", database_url, plugin_time_limit=0.1, breaker_threshold=2, breaker_cooldown=60
+        )
+    )
+    host.ready()
+    add_plugin(
+        host,
+        tmp_path,
+        "Hang",
+        "from services_ai_plugins import hookimpl\nimport time\n\n"
+        "@hookimpl\ndef lead_created(lead):\n    time.sleep(3)\n",
+    )
+    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    EventProcessor(host, runtime).process([Incoming(lead(i)) for i in range(5)])
+    runtime.close()
+    statuses = [s for _, _, s in results(host)]
+    assert statuses == ["timeout", "timeout", "skipped", "skipped", "skipped"]
+    skipped = EventService(host).show("ev-4")["results"][0]
+    assert "services-ai replay --plugin hang" in skipped["error"]
+    host.close()
+
+
+def test_malformed_events_go_to_the_dead_letter_store_and_the_rest_are_processed(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
+    add_plugin(host, tmp_path, "Any", RECORDER.format(log=str(tmp_path / "any.log")))
+    report = processor.process(
+        [
+            Incoming(lead(1)),
+            Incoming({"type": "lead.created", "event_id": "bad-1", "data": {"id": 5}}),
+            Incoming({"type": "lead.exploded", "data": {}}),
+            Incoming('{"type": "lead.created", "data": '),
+            Incoming(json.dumps(lead(2))),
+        ]
+    )
+    assert {d.action for d in report.dispositions} == {ACK}
+    assert (report.events, report.dead) == (2, 3)
+    dead = EventService(host).dead_letters()
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons == [
+        "event: data.id: input should be a valid string",
+        "event: is not valid JSON: Expecting value (line 1, column 34)",
+        "event: type: 'lead.exploded' is not an event type (lead.created, booking.created, booking.updated)",
+    ]
+    assert EventService(host).show("bad-1")["status"] == "dead"
+
+
+def test_transient_database_failure_asks_for_a_retry_with_backoff(
+    host: Host, processor: EventProcessor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_plugin(host, tmp_path, "Any", RECORDER.format(log=str(tmp_path / "any.log")))
+
+    def down(*_: object, **__: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(processor.store, "write", down)
+    report = processor.process([Incoming(lead(1), attempt=2)])
+    (disp,) = report.dispositions
+    assert (disp.action, disp.attempt) == (RETRY, 3)
+    assert 0 <= disp.countdown <= 4
+    monkeypatch.undo()
+    assert results(host) == []
+
+
+def test_one_unstorable_event_is_dead_lettered_and_the_batch_survives(
+    host: Host, processor: EventProcessor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_plugin(host, tmp_path, "Any", RECORDER.format(log=str(tmp_path / "any.log")))
+    real_write = processor.store.write
+
+    def picky(events: list, results_: list, dead: list) -> None:
+        if any(e["event_id"] == "ev-2" for e in events):
+            raise IntegrityError("INSERT", {}, Exception("value too long"))
+        real_write(events, results_, dead)
+
+    monkeypatch.setattr(processor.store, "write", picky)
+    report = processor.process([Incoming(lead(i)) for i in range(1, 4)])
+    assert {d.action for d in report.dispositions} == {ACK}
+    assert [e for e, _, _ in results(host)] == ["ev-1", "ev-3"]
+    (dead,) = EventService(host).dead_letters()
+    assert dead["stage"] == "store"
+    assert dead["event_id"] == "ev-2"
+    assert "IntegrityError" in dead["reason"]
+
+
+def test_booking_updated_gets_the_booking_and_its_previous_state(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
+    main = (
+        "from services_ai_plugins import hookimpl\n\n"
+        "@hookimpl\ndef booking_updated(booking, previous_state, context):\n"
+        "    return {'now': booking.status, 'was': previous_state['status'], 'keys': sorted(booking)}\n"
+    )
+    add_plugin(host, tmp_path, "Watcher", main, hooks=["booking_updated"], permissions=["booking_access"])
+    before = {"id": "b1", "starts_at": "2026-05-01T09:00:00Z", "status": "pending"}
+    processor.process(
+        [
+            Incoming(
+                {
+                    "event_id": "bu-1",
+                    "type": "booking.updated",
+                    "data": {**before, "status": "confirmed", "previous_state": before},
+                }
+            )
+        ]
+    )
+    (result,) = EventService(host).show("bu-1")["results"]
+    assert result["result"]["now"] == "confirmed"
+    assert result["result"]["was"] == "pending"
+    assert "previous_state" not in result["result"]["keys"]
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert all(0 <= backoff(1) <= 1 for _ in range(50))
+    assert all(0 <= backoff(30) <= 300 for _ in range(50))
+    assert max(backoff(6) for _ in range(200)) > 8
+
+
+def test_events_counts(host: Host, processor: EventProcessor, tmp_path: Path) -> None:
+    add_plugin(
+        host,
+        tmp_path,
+        "Raiser",
+        "from services_ai_plugins import hookimpl\n\n"
+        "@hookimpl\ndef lead_created(lead):\n    if lead['id'] == 'L2':\n        raise ValueError('x')\n",
+    )
+    processor.process([Incoming(lead(1)), Incoming(lead(2)), Incoming({"type": "nope"})])
+    counts = EventService(host).counts()
+    assert (counts["done"], counts["failed"], counts["dead"], counts["pending"]) == (2, 1, 1, 0)
+    with host.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(DeadLetter)) == 1
+
+
+def test_uninstall_keeps_results_unless_purged(host: Host, processor: EventProcessor, tmp_path: Path) -> None:
+    add_plugin(host, tmp_path, "Keep", RECORDER.format(log=str(tmp_path / "k.log")))
+    add_plugin(host, tmp_path, "Purge", RECORDER.format(log=str(tmp_path / "p.log")))
+    processor.process([Incoming(lead(1))])
+    host.registry.uninstall("keep")
+    host.registry.uninstall("purge", purge=True)
+    assert results(host) == [("ev-1", "keep", "success")]

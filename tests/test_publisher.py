@@ -1,0 +1,94 @@
+"""The publisher: one call for platform services, validation first, a clear error when the
+broker stays down, and no plugin machinery imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from kombu import Connection
+
+from services_ai_plugins.errors import BrokerUnavailableError, EventError
+from services_ai_plugins.publisher import Publisher
+from tests.helpers import REPO, make_config
+
+
+@pytest.fixture
+def memory_publisher(tmp_path) -> Publisher:
+    publisher = Publisher(make_config(tmp_path, "sqlite://", BROKER_URL="memory://"))
+    _drain(publisher)  # the in-process broker is shared by every test of this process
+    return publisher
+
+
+def _drain(publisher: Publisher) -> list[dict]:
+    bodies = []
+    with Connection(publisher.config.broker_url) as conn:
+        queue = conn.SimpleQueue("events")
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                break
+            bodies.append(message)
+            message.ack()
+        queue.close()
+    return bodies
+
+
+def test_publish_returns_the_event_id_and_queues_json(memory_publisher: Publisher) -> None:
+    event_id = memory_publisher.publish({"type": "lead.created", "data": {"id": "L1"}})
+    assert len(event_id) == 36
+    (message,) = _drain(memory_publisher)
+    assert message.content_type == "application/json"
+    args, kwargs, _ = message.decode()
+    assert args[0]["event_id"] == event_id
+    assert args[0]["source"] == "unknown"
+    assert args[0]["occurred_at"].endswith("+00:00") or args[0]["occurred_at"].endswith("Z")
+    assert message.headers["task"] == "services_ai.events.process"
+    assert message.headers["id"] == event_id
+
+
+def test_given_ids_and_models_are_kept(memory_publisher: Publisher) -> None:
+    from schemas import parse_event
+
+    model = parse_event({"type": "lead.created", "event_id": "crm-42", "source": "crm", "data": {"id": "L"}})
+    assert memory_publisher.publish(model) == "crm-42"
+    assert (
+        memory_publisher.publish(
+            json.dumps({"type": "lead.created", "event_id": "crm-43", "data": {"id": "L"}})
+        )
+        == "crm-43"
+    )
+
+
+def test_invalid_events_are_refused_before_sending(memory_publisher: Publisher) -> None:
+    with pytest.raises(EventError, match="data.email: input should be a valid string"):
+        memory_publisher.publish({"type": "lead.created", "data": {"id": "L", "email": 5}})
+    with pytest.raises(EventError, match="type: 'lead.updated' is not an event type"):
+        memory_publisher.publish({"type": "lead.updated", "data": {}})
+    assert _drain(memory_publisher) == []
+
+
+def test_a_broker_that_stays_down_is_a_clear_error(tmp_path) -> None:
+    publisher = Publisher(
+        make_config(tmp_path, "sqlite://", REDIS_URL="redis://:hunter2@127.0.0.1:1/0"), max_retries=1
+    )
+    with pytest.raises(BrokerUnavailableError) as caught:
+        publisher.publish({"type": "lead.created", "event_id": "e-down", "data": {"id": "L"}})
+    message = str(caught.value)
+    assert message.startswith(
+        "the broker at redis://:**@127.0.0.1:1/0 did not accept event e-down after 2 tries"
+    )
+    assert "hunter2" not in message
+
+
+def test_importing_the_publisher_loads_no_plugin_machinery() -> None:
+    code = (
+        "import sys; import services_ai_plugins.publisher as p; "
+        "bad = [m for m in sys.modules if m.startswith(('services_ai_plugins.loader', 'services_ai_plugins.registry',"
+        " 'services_ai_plugins.runtime', 'sqlalchemy', 'workers', '_sai_plugin_'))]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"

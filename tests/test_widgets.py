@@ -1,0 +1,147 @@
+"""Widget snapshots: both return forms, sanitised, stale on failure, read without plugin code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services_ai_plugins import dispatch
+from services_ai_plugins.host import Host
+from services_ai_plugins.runtime import PluginRuntime
+from services_ai_plugins.widgets import WidgetService, normalise
+from tests.helpers import manifest_for, write_plugin
+
+WIDGET = """
+import pathlib
+from services_ai_plugins import hookimpl
+MODE = pathlib.Path({mode!r})
+
+@hookimpl
+def dashboard_widget(plugin_id, context):
+    mode = MODE.read_text() if MODE.exists() else "dict"
+    if mode == "fail":
+        raise RuntimeError("backend down")
+    if mode == "str":
+        return "<div class='card-body' onclick='steal()'>plain<script>alert(1)</script></div>"
+    return {{"title": "Scores", "html": "<p class='fs-3 position-fixed'>42</p><a href='javascript:x()'>x</a>",
+            "refresh_interval": 30}}
+"""
+
+
+@pytest.fixture
+def widget(host: Host, tmp_path: Path) -> Iterator[tuple[WidgetService, PluginRuntime, Path]]:
+    mode = tmp_path / "mode"
+    folder = write_plugin(
+        tmp_path / "w",
+        manifest_for("Scores Widget", hooks=["dashboard_widget"], permissions=["dashboard_widget"]),
+        WIDGET.format(mode=str(mode)),
+    )
+    host.registry.install(folder)
+    host.registry.grant("scores-widget", "dashboard_widget")
+    host.registry.enable("scores-widget")
+    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    yield WidgetService(host), runtime, mode
+    runtime.close()
+
+
+def test_dict_form_is_stored_sanitised(widget: tuple[WidgetService, PluginRuntime, Path]) -> None:
+    service, runtime, _ = widget
+    snap = service.refresh(runtime, "scores-widget")
+    assert snap is not None
+    assert (snap["status"], snap["title"], snap["refresh_interval"]) == ("ok", "Scores", 30)
+    assert snap["html"] == '<p class="fs-3">42</p><a rel="noopener noreferrer nofollow">x</a>'
+    assert service.snapshots()[0]["html"] == snap["html"]
+
+
+def test_string_form_uses_the_plugin_name_and_default_interval(
+    widget: tuple[WidgetService, PluginRuntime, Path],
+) -> None:
+    service, runtime, mode = widget
+    mode.write_text("str")
+    snap = service.refresh(runtime, "scores-widget")
+    assert snap is not None
+    assert snap["title"] == "Scores Widget"
+    assert snap["refresh_interval"] == 300
+    assert snap["html"] == '<div class="card-body">plain</div>'
+
+
+def test_a_failing_refresh_keeps_the_last_good_snapshot(
+    widget: tuple[WidgetService, PluginRuntime, Path],
+) -> None:
+    service, runtime, mode = widget
+    good = service.refresh(runtime, "scores-widget")
+    assert good is not None
+    mode.write_text("fail")
+    bad = service.refresh(runtime, "scores-widget")
+    assert bad is not None
+    assert bad["status"] == "error"
+    assert bad["error"] == "RuntimeError: backend down"
+    assert bad["html"] == good["html"]
+    assert bad["rendered_at"] == good["rendered_at"]
+    assert bad["stale_since"] is not None
+    again = service.refresh(runtime, "scores-widget")
+    assert again is not None
+    assert again["stale_since"] == bad["stale_since"]  # stale since the first failure
+    mode.write_text("dict")
+    fixed = service.refresh(runtime, "scores-widget")
+    assert fixed is not None
+    assert (fixed["status"], fixed["stale_since"]) == ("ok", None)
+
+
+def test_reading_snapshots_runs_no_plugin_code(
+    widget: tuple[WidgetService, PluginRuntime, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, runtime, _ = widget
+    service.refresh(runtime, "scores-widget")
+
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("plugin code ran on the read path")
+
+    monkeypatch.setattr(dispatch, "invoke", forbidden)
+    assert [s["plugin_id"] for s in service.snapshots()] == ["scores-widget"]
+
+
+def test_disabled_or_revoked_widgets_disappear_from_the_dashboard(
+    host: Host, widget: tuple[WidgetService, PluginRuntime, Path]
+) -> None:
+    service, runtime, _ = widget
+    service.refresh(runtime, "scores-widget")
+    host.registry.revoke("scores-widget", "dashboard_widget")
+    assert service.snapshots() == []
+    assert service.refresh(runtime, "scores-widget") is None  # no longer permitted: not called
+    host.registry.grant("scores-widget", "dashboard_widget")
+    host.registry.disable("scores-widget")
+    assert service.snapshots() == []
+
+
+def test_due_follows_each_plugins_interval(widget: tuple[WidgetService, PluginRuntime, Path]) -> None:
+    from datetime import timedelta
+
+    from services_ai_plugins.models import utcnow
+
+    service, runtime, _ = widget
+    assert service.due(runtime) == ["scores-widget"]
+    service.refresh(runtime, "scores-widget")
+    assert service.due(runtime) == []
+    assert service.due(runtime, now=utcnow() + timedelta(seconds=31)) == ["scores-widget"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (42, "returned int"),
+        ({"html": 5}, "html must be a string"),
+        ({"html": "", "colour": "red"}, r"unknown key\(s\) colour"),
+        ({"html": "", "refresh_interval": "soon"}, "refresh_interval must be a number"),
+    ],
+)
+def test_bad_widget_values_are_refused(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        normalise(value, "T", 60)
+
+
+def test_interval_is_clamped() -> None:
+    assert normalise({"html": "", "refresh_interval": 0}, "T", 60).refresh_interval == 5
+    assert normalise({"html": "", "refresh_interval": 10**9}, "T", 60).refresh_interval == 86_400
