@@ -23,7 +23,16 @@ from rich.table import Table
 
 from services_ai_plugins.config import get_config, reset_config
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_plugin"
+
+def _sample_plugin() -> Path:
+    """The sample plugin: beside the package in a checkout, else in the working folder (the
+    Docker image copies it to /app/sample_plugin)."""
+    for candidate in (Path(__file__).resolve().parent.parent / "sample_plugin", Path.cwd() / "sample_plugin"):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise FileNotFoundError("sample_plugin/ not found: run the demo from the repository root")
+
+
 PLUGIN_ID = "lead-insights"
 PERMISSIONS = ("lead_access", "booking_access", "dashboard_widget", "data_export")
 
@@ -137,7 +146,7 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
 
     zip_path = config.data_dir / "lead-insights-1.0.0.zip"
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    zip_path.write_bytes(archive.package_dir(SAMPLE))
+    zip_path.write_bytes(archive.package_dir(_sample_plugin()))
     t = time.perf_counter()
     try:
         host.registry.show(PLUGIN_ID)

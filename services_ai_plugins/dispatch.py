@@ -29,16 +29,26 @@ MAX_ERROR_CHARS = 500
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one call of one plugin's hook came to."""
+    """What one call of one plugin's hook came to.
+
+    ``result_json`` is the checked result, already encoded (the hot path stores it as it is);
+    ``value`` is what the plugin returned, for callers that asked for no check.
+    """
 
     status: str
-    result: Any = None
+    result_json: str | None = None
     error: str | None = None
     duration_ms: float = 0.0
+    value: Any = None
 
     @property
     def ok(self) -> bool:
         return self.status == SUCCESS
+
+    @property
+    def result(self) -> Any:
+        """The result as JSON data (a fresh copy), or the unchecked value."""
+        return json.loads(self.result_json) if self.result_json is not None else self.value
 
 
 def _scrub(text: str, redact: Iterable[str]) -> str:
@@ -55,20 +65,32 @@ def describe_exception(exc: BaseException, redact: Iterable[str] = ()) -> str:
     return _scrub(line, redact)[:MAX_ERROR_CHARS]
 
 
-def check_result(value: Any, max_bytes: int) -> tuple[Any, str | None]:
-    """The value as stored (plain JSON), or why it cannot be stored."""
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def check_result(value: Any, max_bytes: int) -> tuple[str | None, str | None]:
+    """The value encoded as it will be stored, or why it cannot be stored.
+
+    Encoding right after the call also freezes it: a plugin that changes the object it
+    returned later changes nothing stored.
+    """
     try:
-        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        encoded = _encode(value)
     except (TypeError, ValueError) as exc:
         return None, f"returned a value that is not JSON-serialisable ({type(value).__name__}: {exc})"[
             :MAX_ERROR_CHARS
         ]
     except RecursionError:
         return None, "returned a value nested too deeply to serialise"
-    if len(encoded) > max_bytes:
-        return None, f"returned {len(encoded)} bytes of JSON; the limit is {max_bytes}"
-    # A fresh copy: nothing the plugin still holds can change what is stored.
-    return json.loads(encoded), None
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None, "returned text that is not valid Unicode (a lone surrogate)"
+    if size > max_bytes:
+        return None, f"returned {size} bytes of JSON; the limit is {max_bytes}"
+    if "\\u0000" in encoded:
+        return None, "returned text with a NUL character, which cannot be stored"
+    return encoded, None
 
 
 def invoke(
@@ -95,11 +117,11 @@ def invoke(
         return Outcome(ERROR, error=describe_exception(exc, redact), duration_ms=_ms(start))
     duration = _ms(start)
     if not check:
-        return Outcome(SUCCESS, result=value, duration_ms=duration)
-    stored, problem = check_result(value, max_bytes)
+        return Outcome(SUCCESS, value=value, duration_ms=duration)
+    encoded, problem = check_result(value, max_bytes)
     if problem:
         return Outcome(ERROR, error=problem, duration_ms=duration)
-    return Outcome(SUCCESS, result=stored, duration_ms=duration)
+    return Outcome(SUCCESS, result_json=encoded, duration_ms=duration)
 
 
 def _ms(start: float) -> float:

@@ -195,18 +195,12 @@ class HookResult(Base):
     """One row per (event, plugin, hook): what the call came to."""
 
     __tablename__ = "hook_results"
-    __table_args__ = (
-        UniqueConstraint("event_id", "plugin_id", "hook"),
-        Index("ix_hook_results_plugin_id_created_at", "plugin_id", "created_at"),
-    )
+    __table_args__ = (Index("ix_hook_results_plugin_id_created_at", "plugin_id", "created_at"),)
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    event_id: Mapped[str] = mapped_column(String(128))
-    plugin_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    plugin_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hook: Mapped[str] = mapped_column(String(40), primary_key=True)
     plugin_version: Mapped[str] = mapped_column(String(100))
-    hook: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20))
     result: Mapped[Any] = mapped_column(JSONType, nullable=True, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 
@@ -30,10 +29,11 @@ from services_ai_plugins.breaker import Breakers
 from services_ai_plugins.dispatch import SKIPPED, SUCCESS, Outcome, invoke
 from services_ai_plugins.errors import TransientError
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import DeadLetter, EventRecord, HookResult, utcnow
+from services_ai_plugins.models import utcnow
 from services_ai_plugins.permissions import EVENT_HOOKS
 from services_ai_plugins.records import fresh
 from services_ai_plugins.runtime import PluginRuntime, Target
+from services_ai_plugins.store import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -96,54 +96,6 @@ def _dump_body(body: Any) -> str:
     return text[:MAX_DEAD_PAYLOAD]
 
 
-class ResultStore:
-    """Writes a batch's rows with statements compiled once and reused (executemany)."""
-
-    def __init__(self, host: Host) -> None:
-        self.db = host.db
-        dialect = host.db.dialect
-        insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        ev = insert_fn(EventRecord)
-        self._events: Insert = ev.on_conflict_do_update(
-            index_elements=[EventRecord.event_id],
-            set_={
-                "status": ev.excluded.status,
-                "failures": ev.excluded.failures,
-                "completed_at": ev.excluded.completed_at,
-                "attempts": EventRecord.attempts + 1,
-            },
-        )
-        self._results: Insert = insert_fn(HookResult).on_conflict_do_nothing(
-            index_elements=[HookResult.event_id, HookResult.plugin_id, HookResult.hook]
-        )
-
-    def existing(self, event_ids: Sequence[str]) -> dict[tuple[str, str, str], str]:
-        """Results already stored for these events (a redelivery), with their status."""
-        if not event_ids:
-            return {}
-        with self.db.session() as s:
-            rows = s.execute(
-                select(HookResult.event_id, HookResult.plugin_id, HookResult.hook, HookResult.status).where(
-                    HookResult.event_id.in_(event_ids)
-                )
-            ).all()
-        return {(r[0], r[1], r[2]): r[3] for r in rows}
-
-    def write(
-        self,
-        events: list[dict[str, Any]],
-        results: list[dict[str, Any]],
-        dead: list[dict[str, Any]],
-    ) -> None:
-        with self.db.session() as s:
-            if events:
-                s.execute(self._events, events)
-            if results:
-                s.execute(self._results, results)
-            if dead:
-                s.execute(insert(DeadLetter), dead)
-
-
 class EventProcessor:
     """Turns batches of event messages into stored results."""
 
@@ -151,7 +103,7 @@ class EventProcessor:
         self.host = host
         self.config = host.config
         self.runtime = runtime
-        self.store = ResultStore(host)
+        self.store = ResultStore(host.db)
         self.breakers = Breakers(self.config.breaker_threshold, self.config.breaker_cooldown)
 
     # -- the batch ------------------------------------------------------------------------
@@ -174,28 +126,35 @@ class EventProcessor:
             seen.add(event.event_id)
             valid.append((index, event))
         try:
-            self.runtime.refresh()
-            stored = self.store.existing([e.event_id for _, e in valid])
+            with self.store.connection() as conn:
+                self.runtime.refresh()
+                try:
+                    stored = self.store.existing(conn, [e.event_id for _, e in valid])
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    return self._retry(batch, exc, report)
+                event_rows: list[dict[str, Any]] = []
+                result_rows: list[dict[str, Any]] = []
+                for index, event in valid:
+                    item = batch[index]
+                    rows, failures = self._fan_out(event, item, stored)
+                    result_rows.extend(rows)
+                    report.calls += len(rows)
+                    event_rows.append(self._event_row(event, item, failures, now))
+                try:
+                    self.store.write(conn, event_rows, result_rows, dead)
+                except Exception as exc:
+                    if is_transient(exc):
+                        return self._retry(batch, exc, report)
+                    # One bad row must not sink the batch: store event by event, dead-letter
+                    # what cannot be stored.
+                    log.warning("batch write failed (%s); storing event by event", type(exc).__name__)
+                    self._write_one_by_one(conn, batch, valid, event_rows, result_rows, dead, now)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             return self._retry(batch, exc, report)
-        event_rows: list[dict[str, Any]] = []
-        result_rows: list[dict[str, Any]] = []
-        for index, event in valid:
-            item = batch[index]
-            rows, failures = self._fan_out(event, item, stored)
-            result_rows.extend(rows)
-            report.calls += len(rows)
-            event_rows.append(self._event_row(event, item, failures, now))
-        try:
-            self.store.write(event_rows, result_rows, dead)
-        except Exception as exc:
-            if is_transient(exc):
-                return self._retry(batch, exc, report)
-            # One bad row must not sink the batch: store event by event, dead-letter the rest.
-            log.warning("batch write failed (%s); storing event by event", type(exc).__name__)
-            self._write_one_by_one(batch, valid, event_rows, result_rows, dead, now)
         report.events = len(event_rows)
         report.dead = len(dead)
         report.dispositions = [Disposition(ACK)] * len(batch)
@@ -241,7 +200,7 @@ class EventProcessor:
                     "plugin_version": target.plugin.version,
                     "hook": hook,
                     "status": outcome.status,
-                    "result": outcome.result,
+                    "result_json": outcome.result_json,
                     "error": outcome.error,
                     "duration_ms": outcome.duration_ms,
                     "attempts": item.attempt,
@@ -335,10 +294,12 @@ class EventProcessor:
         """Events out of retries go to the dead-letter store (raises if that fails too)."""
         now = utcnow()
         rows = [self._dead(item, reason, "retries", now) for item in items]
-        self.store.write([], [], rows)
+        with self.store.connection() as conn:
+            self.store.write(conn, [], [], rows)
 
     def _write_one_by_one(
         self,
+        conn: Connection,
         batch: Sequence[Incoming],
         valid: list[tuple[int, Any]],
         event_rows: list[dict[str, Any]],
@@ -350,12 +311,12 @@ class EventProcessor:
         for row in result_rows:
             by_event.setdefault(row["event_id"], []).append(row)
         if dead:
-            self.store.write([], [], dead)
+            self.store.write(conn, [], [], dead)
         for (index, _event), row in zip(valid, event_rows, strict=True):
             try:
-                self.store.write([row], by_event.get(row["event_id"], []), [])
+                self.store.write(conn, [row], by_event.get(row["event_id"], []), [])
             except Exception as exc:
                 if is_transient(exc):
                     raise
                 reason = f"could not be stored: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-                self.store.write([], [], [self._dead(batch[index], reason, "store", now)])
+                self.store.write(conn, [], [], [self._dead(batch[index], reason, "store", now)])

@@ -23,9 +23,16 @@ class Record(dict[str, Any]):
 
 
 def fresh(value: Any) -> Any:
-    """A deep copy of JSON data (dicts become Records), fast for the small payloads of events."""
+    """A deep copy of JSON data (dicts become Records), fast for the small payloads of events:
+    strings, numbers and None are immutable and shared; only containers are copied."""
+    kind = type(value)
+    if kind is dict or kind is Record:
+        return Record({k: (v if type(v) not in _CONTAINERS else fresh(v)) for k, v in value.items()})
+    if kind is list:
+        return [v if type(v) not in _CONTAINERS else fresh(v) for v in value]
     if isinstance(value, dict):
         return Record({k: fresh(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [fresh(v) for v in value]
     return value
+
+
+_CONTAINERS = (dict, list, Record)

@@ -40,6 +40,8 @@ class Target:
     plugin: ActivePlugin
     call: HookCall
     logger: logging.Logger
+    #: The context entries that are the same on every call (built once per registry revision).
+    base_context: Mapping[str, Any]
 
 
 class PluginRuntime:
@@ -133,12 +135,19 @@ class PluginRuntime:
             call = loaded.hooks.get(hook)
             if active is None or call is None or not can_call(active, hook, export_type):
                 continue
-            out.append(Target(active, call, self._loggers[plugin_id]))
+            logger = self._loggers[plugin_id]
+            base = build_context(active.manifest, active.settings, logger)
+            out.append(Target(active, call, logger, base))
         self._targets[key] = out
         return out
 
-    def context(self, target: Target, **extra: Any) -> dict[str, Any]:
-        return build_context(target.plugin.manifest, target.plugin.settings, target.logger, extra=extra)
+    @staticmethod
+    def context(target: Target, **extra: Any) -> dict[str, Any]:
+        """A fresh context for one call: a plugin that changes it changes nothing else."""
+        base = target.base_context
+        context = {**base, "settings": dict(base["settings"]), "plugin": dict(base["plugin"])}
+        context.update(extra)
+        return context
 
     def close(self) -> None:
         self.loader.unload_all()

@@ -14,6 +14,7 @@ finishes on its own.
 
 from __future__ import annotations
 
+import _signal
 import signal
 import threading
 import time
@@ -26,6 +27,10 @@ T = TypeVar("T")
 
 _REFIRE_SECONDS = 0.05
 _HAS_ALARM = hasattr(signal, "setitimer")
+_MAIN_THREAD = threading.main_thread()
+_SIGALRM = int(getattr(signal, "SIGALRM", 14))
+_ITIMER_REAL = int(getattr(signal, "ITIMER_REAL", 0))
+_setitimer = getattr(signal, "setitimer", None)
 _armed = False
 
 
@@ -46,37 +51,36 @@ def _on_alarm(signum: int, frame: Any) -> None:
         raise _Alarm()
 
 
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
 def call_with_time_limit(fn: Callable[[], T], seconds: float) -> T:
     """Run ``fn()``; raise :class:`PluginTimeout` if it takes longer than ``seconds``.
 
-    Whatever SIGALRM handler and timer were in place before (a test runner's, say) are put back
-    afterwards, the timer less the time this call took.
+    Our SIGALRM handler stays installed between calls when it replaced only the default; a
+    handler someone else installed (a test runner's, say) is put back afterwards, with its timer
+    less the time this call took.
     """
     global _armed
-    if not (_HAS_ALARM and _in_main_thread()) or _armed:
+    if not (_HAS_ALARM and threading.current_thread() is _MAIN_THREAD) or _armed:
         return _call_in_thread(fn, seconds)
-    previous = signal.getsignal(signal.SIGALRM)
+    # _signal: the C functions without the enum conversions of signal's wrappers (hot path).
+    previous = _signal.getsignal(_SIGALRM)
+    foreign = previous is not _on_alarm and callable(previous)
     if previous is not _on_alarm:
-        signal.signal(signal.SIGALRM, _on_alarm)
-    started = time.monotonic()
+        _signal.signal(_SIGALRM, _on_alarm)
+    started = time.monotonic() if foreign else 0.0
     _armed = True
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds, _REFIRE_SECONDS)
+    outer_delay, outer_interval = _setitimer(_ITIMER_REAL, seconds, _REFIRE_SECONDS)
     try:
         return fn()
     except _Alarm:
         raise PluginTimeout(seconds) from None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        _setitimer(_ITIMER_REAL, 0, 0)
         _armed = False
-        if previous is not _on_alarm:
-            signal.signal(signal.SIGALRM, previous)
-        if outer_delay > 0:
-            left = max(outer_delay - (time.monotonic() - started), 0.001)
-            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
+        if foreign:
+            _signal.signal(_SIGALRM, previous)
+            if outer_delay > 0:
+                left = max(outer_delay - (time.monotonic() - started), 0.001)
+                _setitimer(_ITIMER_REAL, left, outer_interval)
 
 
 _pool: ThreadPoolExecutor | None = None

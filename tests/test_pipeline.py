@@ -232,10 +232,10 @@ def test_one_unstorable_event_is_dead_lettered_and_the_batch_survives(
     add_plugin(host, tmp_path, "Any", RECORDER.format(log=str(tmp_path / "any.log")))
     real_write = processor.store.write
 
-    def picky(events: list, results_: list, dead: list) -> None:
+    def picky(conn: object, events: list, results_: list, dead: list) -> None:
         if any(e["event_id"] == "ev-2" for e in events):
             raise IntegrityError("INSERT", {}, Exception("value too long"))
-        real_write(events, results_, dead)
+        real_write(conn, events, results_, dead)
 
     monkeypatch.setattr(processor.store, "write", picky)
     report = processor.process([Incoming(lead(i)) for i in range(1, 4)])

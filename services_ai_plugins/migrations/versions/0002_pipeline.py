@@ -73,7 +73,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "hook_results",
-        sa.Column("id", BIGID, autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(length=128), nullable=False),
         sa.Column("plugin_id", sa.String(length=64), nullable=False),
         sa.Column("plugin_version", sa.String(length=100), nullable=False),
@@ -84,10 +83,8 @@ def upgrade() -> None:
         sa.Column("duration_ms", sa.Double(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_hook_results")),
-        sa.UniqueConstraint(
-            "event_id", "plugin_id", "hook", name=op.f("uq_hook_results_event_id_plugin_id_hook")
-        ),
+        # One row per (event, plugin, hook): the key that makes redelivery idempotent.
+        sa.PrimaryKeyConstraint("event_id", "plugin_id", "hook", name=op.f("pk_hook_results")),
     )
     with op.batch_alter_table("hook_results", schema=None) as batch_op:
         batch_op.create_index(
