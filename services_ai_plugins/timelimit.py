@@ -14,7 +14,7 @@ finishes on its own.
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # the C module behind signal
 import signal
 import threading
 import time
@@ -30,7 +30,9 @@ _HAS_ALARM = hasattr(signal, "setitimer")
 _MAIN_THREAD = threading.main_thread()
 _SIGALRM = int(getattr(signal, "SIGALRM", 14))
 _ITIMER_REAL = int(getattr(signal, "ITIMER_REAL", 0))
-_setitimer = getattr(signal, "setitimer", None)
+_setitimer: Callable[[int, float, float], tuple[float, float]] = getattr(
+    signal, "setitimer", lambda *_: (0.0, 0.0)
+)
 _armed = False
 
 
