@@ -38,6 +38,10 @@ def transport_options(config: Config) -> dict[str, Any]:
         options.update(
             # Longer than the longest task, or a slow batch is delivered twice.
             visibility_timeout=config.visibility_timeout,
+            # How often a live worker looks for messages a dead worker left unacknowledged
+            # (kombu's default is about every 100 s whatever the visibility timeout).
+            unacked_restore_interval=max(1, min(10, config.visibility_timeout)),
+            unacked_restore_throttle=1,
             socket_connect_timeout=3,
             socket_timeout=10,
             retry_on_timeout=True,

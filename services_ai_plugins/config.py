@@ -40,6 +40,9 @@ class Config(BaseSettings):
     plugin_time_limit: float = Field(
         default=5.0, gt=0, le=3600, description="Seconds one plugin call may take."
     )
+    plugin_import_time_limit: float = Field(
+        default=10.0, gt=0, le=600, description="Seconds importing one plugin's code may take."
+    )
     result_max_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest JSON result stored for one call."
     )

@@ -176,7 +176,6 @@ class EventRecord(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_type_occurred_at", "type", "occurred_at"),
-        Index("ix_events_status", "status"),
     )
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)

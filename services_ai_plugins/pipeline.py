@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -71,9 +72,36 @@ class BatchReport:
     dispositions: list[Disposition] = field(default_factory=list)
 
 
+def personal_values(*records: dict[str, Any] | None) -> list[str]:
+    """The personal data in an event's records, to keep out of stored error messages: name,
+    email, phone and notes, and every string inside ``custom_fields``."""
+    out: list[str] = []
+
+    def strings(value: Any) -> None:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                strings(v)
+
+    for record in records:
+        if record:
+            for field in PERSONAL_FIELDS:
+                if record.get(field):
+                    out.append(str(record[field]))
+            strings(record.get("custom_fields"))
+    # Longest first, so a value containing another is redacted whole.
+    return sorted({v for v in out if len(v) >= 3}, key=len, reverse=True)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: the database went away, not a bad row."""
     if isinstance(exc, TransientError | OperationalError | SAInterfaceError):
+        return True
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):  # from COPY (raw)
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
@@ -129,6 +157,8 @@ class EventProcessor:
             with self.store.connection() as conn:
                 self.runtime.refresh()
                 try:
+                    # A redelivered message, or an event published twice, finds the results
+                    # stored the first time: those plugins are not called again.
                     stored = self.store.existing(conn, [e.event_id for _, e in valid])
                 except Exception as exc:
                     if not is_transient(exc):
@@ -143,7 +173,7 @@ class EventProcessor:
                     report.calls += len(rows)
                     event_rows.append(self._event_row(event, item, failures, now))
                 try:
-                    self.store.write(conn, event_rows, result_rows, dead)
+                    self.store.write(conn, event_rows, result_rows, dead, fresh=not stored)
                 except Exception as exc:
                     if is_transient(exc):
                         return self._retry(batch, exc, report)
@@ -175,7 +205,7 @@ class EventProcessor:
             return [], 0
         data = event.data.model_dump(mode="json")
         previous = data.pop("previous_state", None) if isinstance(event, BookingUpdated) else None
-        redact = [str(data[f]) for f in PERSONAL_FIELDS if data.get(f)]
+        redact = personal_values(data, previous)
         meta = {
             "event_id": event.event_id,
             "type": event.type,

@@ -178,7 +178,7 @@ class PluginRegistry:
             raise ArchiveError("no such file or folder", str(path))
         staging = self._staging_dir()
         root = archive.extract_zip(data, staging, self.limits)
-        loader = PluginLoader(import_time_limit=self.config.plugin_time_limit * 2)
+        loader = PluginLoader(import_time_limit=self.config.plugin_import_time_limit)
         try:
             manifest_path = root / "manifest.json"
             try:
@@ -529,7 +529,7 @@ class PluginRegistry:
     def _loaded(self, s: Session, plugin: Plugin) -> Iterator[LoadedPlugin]:
         manifest = self._manifest(s, plugin)
         version = self._current_version(s, plugin)
-        loader = PluginLoader(import_time_limit=self.config.plugin_time_limit * 2)
+        loader = PluginLoader(import_time_limit=self.config.plugin_import_time_limit)
         try:
             if plugin.source == "entry_point":
                 yield loader.load_object(manifest, _entry_point_object(version.entry_point or ""))
@@ -712,7 +712,7 @@ class PluginRegistry:
     def _check_loads(self, s: Session, version: PluginVersion, manifest: Manifest) -> None:
         if version.archive is None and version.entry_point is None:
             raise PluginStateError(version.plugin_id, f"version {version.version} has no code stored")
-        loader = PluginLoader(import_time_limit=self.config.plugin_time_limit * 2)
+        loader = PluginLoader(import_time_limit=self.config.plugin_import_time_limit)
         try:
             if version.entry_point:
                 loader.load_object(manifest, _entry_point_object(version.entry_point))

@@ -50,7 +50,7 @@ class PluginRuntime:
     def __init__(self, registry: PluginRegistry, poll_seconds: float | None = None) -> None:
         self.registry = registry
         self.poll_seconds = registry.config.registry_poll_seconds if poll_seconds is None else poll_seconds
-        self.loader = PluginLoader(import_time_limit=registry.config.plugin_time_limit * 2)
+        self.loader = PluginLoader(import_time_limit=registry.config.plugin_import_time_limit)
         self.snapshot = RegistrySnapshot(-1, {}, {})
         self.failures: dict[str, str] = {}
         self._loaded_sha: dict[str, str] = {}

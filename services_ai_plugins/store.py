@@ -1,11 +1,13 @@
 """Writing a batch's rows: events, results and dead letters, in one transaction.
 
-On PostgreSQL each table gets one statement per batch: the rows travel as one JSON array
-expanded server-side by ``jsonb_to_recordset``, which costs a fraction of the client CPU of an
-executemany (one round of Python type processing per row and one protocol message per row).
-Results arrive already encoded by :func:`~services_ai_plugins.dispatch.check_result` and are
-spliced into that array as they are, never decoded and encoded again. Elsewhere (SQLite) it is
-a plain cached executemany.
+On PostgreSQL a batch of messages never seen before (nearly every batch) is written with COPY,
+which costs the server a third of what an INSERT per row or even one INSERT ... SELECT per
+table costs, and the client little more than encoding the values. A batch with a redelivered
+message, or a COPY that meets a row already stored (an event published twice), is written with
+one ``INSERT ... ON CONFLICT`` per table instead, the rows travelling as one JSON array
+expanded server-side by ``jsonb_to_recordset``. Results arrive already encoded by
+:func:`~services_ai_plugins.dispatch.check_result` and are stored as they are, never decoded
+and encoded again. Elsewhere (SQLite) it is a plain cached executemany.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.dialects import sqlite
 
@@ -101,15 +104,36 @@ class ResultStore:
             index_elements=[HookResult.event_id, HookResult.plugin_id, HookResult.hook]
         )
 
+    _conn: Connection | None = None
+
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        with self.db.engine.connect() as conn:
+        """This process's connection, kept from batch to batch (no pool checkout or ping per
+        batch). Any error discards it, so a broken connection is replaced on the next batch."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self.db.engine.connect()
+        try:
             yield conn
+        except BaseException:
+            self._conn = None
+            try:
+                conn.close()
+            except Exception:  # noqa: S110 - already broken; the next batch reconnects
+                pass
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def existing(self, conn: Connection, event_ids: Sequence[str]) -> dict[tuple[str, str, str], str]:
         """Results already stored for these events (a redelivery or a repeat), with their status.
 
-        Ends its transaction at once: no transaction stays open while plugins run.
+        Its transaction stays open for :meth:`write` (one transaction per batch, not two). While
+        plugins run it is read-only READ COMMITTED: no locks, and no snapshot held between
+        statements, so nothing waits on it and vacuum is not held back.
         """
         if not event_ids:
             return {}
@@ -121,7 +145,6 @@ class ResultStore:
                     HookResult.event_id.in_(event_ids)
                 )
             ).all()
-        conn.commit()
         return {(r[0], r[1], r[2]): r[3] for r in rows}
 
     def write(
@@ -130,11 +153,21 @@ class ResultStore:
         events: list[dict[str, Any]],
         results: list[dict[str, Any]],
         dead: list[dict[str, Any]],
+        fresh: bool = False,
     ) -> None:
-        """Everything of a batch in one transaction (committed here, or rolled back)."""
+        """Everything of a batch in one transaction (committed here, or rolled back).
+
+        ``fresh``: no message of the batch was seen before, so COPY can be tried first.
+        """
         now = utcnow()
         for row in events:
             row["completed_at"] = now  # as close to the commit as the client can tell
+        if fresh and self.postgres and (events or results):
+            try:
+                self._copy(conn, events, results, dead)
+                return
+            except UniqueViolation:
+                conn.rollback()  # stored before (published twice): upsert below instead
         try:
             if self.postgres:
                 if events:
@@ -154,6 +187,36 @@ class ResultStore:
         except BaseException:
             conn.rollback()
             raise
+
+
+    def _copy(
+        self,
+        conn: Connection,
+        events: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+        dead: list[dict[str, Any]],
+    ) -> None:
+        trans = conn.get_transaction() or conn.begin()
+        try:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            if events:
+                with cursor.copy(_COPY_EVENTS) as copy:
+                    for row in events:
+                        copy.write_row([_dumps(row["payload"]) if c == "payload" else row[c] for c in EVENT_COLUMNS])
+            if results:
+                with cursor.copy(_COPY_RESULTS) as copy:
+                    for row in results:
+                        copy.write_row([*(row[c] for c in RESULT_COLUMNS), row["result_json"]])
+            if dead:
+                conn.execute(insert(DeadLetter), dead)
+            trans.commit()
+        except BaseException:
+            trans.rollback()
+            raise
+
+
+_COPY_EVENTS = f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+_COPY_RESULTS = f"COPY hook_results ({', '.join(RESULT_COLUMNS)}, result) FROM STDIN"
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,10 @@ def lead(i: int | str, **data: object) -> dict[str, object]:
         "event_id": f"ev-{i}",
         "type": "lead.created",
         "source": "test",
-        "data": {"id": f"L{i}", "name": "Ada Lovelace", "email": "ada@example.com", **data},
+        "data": {
+            "id": f"L{i}", "name": "Ada Lovelace", "email": "ada@example.com",
+            "notes": "prefers mornings", "custom_fields": {"ssn": "078-05-1120"}, **data,
+        },
     }
 
 
@@ -121,6 +124,7 @@ def test_a_plugin_added_later_is_called_on_redelivery_only_for_itself(
 
 MISBEHAVING = {
     "Raiser": "raise RuntimeError(f\"cannot handle {lead['email']} / {lead['name']}\")",
+    "Leaker": "raise ValueError(str(lead['custom_fields']['ssn']) + ' ' + lead['notes'])",
     "Sleeper": "import time\n    time.sleep(5)",
     "Not Json": "return {'when': object()}",
     "Huge": "return {'blob': 'x' * 200_000}",
@@ -152,11 +156,12 @@ def test_misbehaving_plugins_never_change_another_plugins_result(tmp_path: Path,
     assert "not JSON-serialisable" in view["not-json"]["error"]
     assert view["huge"]["status"] == "error"
     assert "the limit is 65536" in view["huge"]["error"]
+    assert view["leaker"]["error"] == "ValueError: [redacted] [redacted]"
     assert view["exiter"]["status"] == "error"
     assert view["exiter"]["error"] == "SystemExit: 3"
     for r in view.values():
         assert "ada@example.com" not in (r["error"] or "")
-    assert EventService(host).show("ev-1")["failures"] == 5
+    assert EventService(host).show("ev-1")["failures"] == 6
     host.close()
 
 

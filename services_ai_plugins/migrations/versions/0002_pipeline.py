@@ -52,7 +52,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index("ix_events_status", ["status"], unique=False)
         batch_op.create_index("ix_events_type_occurred_at", ["type", "occurred_at"], unique=False)
 
     op.create_table(
@@ -149,7 +148,6 @@ def downgrade() -> None:
     op.drop_table("exports")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_type_occurred_at")
-        batch_op.drop_index("ix_events_status")
 
     op.drop_table("events")
     with op.batch_alter_table("dead_letters", schema=None) as batch_op:

@@ -1,0 +1,184 @@
+"""``python -m bench``: measure the pipeline against raw Celery on this machine's Redis and
+PostgreSQL, print a table, write JSON (and, with ``--markdown``, the table for docs/).
+
+Every throughput figure is also given as a ratio to the baseline measured in the same run: the
+machine is shared and noisy, ratios hold where absolute figures move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.harness import Bench
+
+TARGETS = {
+    "throughput_ratio": 0.8,
+    "latency_p99_ms": 25.0,
+    "scaling_ratio": 1.7,
+    "misbehaving_ratio": 0.9,
+    "dashboard_p99_ms": 5.0,
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    bench = Bench(args.postgres, args.redis, time_limit=args.time_limit, batch_size=args.batch_size)
+    n, pool, conc = args.events, args.pool, args.concurrency
+    kw = {"pool": pool}
+    original = bench.start_workers
+    bench.start_workers = lambda count, **k: original(count, **{"concurrency": conc, **k})  # type: ignore[method-assign]
+    out: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "settings": {"events": n, "pool": pool, "concurrency": conc,
+                                        "plugin_time_limit_s": args.time_limit, "batch_size": args.batch_size}}
+
+    def step(name: str, fn: Any, *a: Any, **k: Any) -> Any:
+        print(f"  {name} ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        value = fn(*a, **k)
+        print(f"  {name}: {json.dumps(value)} ({time.perf_counter() - t:.0f}s)", file=sys.stderr, flush=True)
+        return value
+
+    try:
+        out["baseline_1"] = step("baseline, 1 worker", scenarios.baseline, bench, n, 1, **kw)
+        for plugins in args.plugin_counts:
+            out[f"product_{plugins}"] = step(f"product, {plugins} plugin(s), 1 worker", scenarios.throughput,
+                                             bench, n, plugins, 1, **kw)
+        if not args.smoke:
+            out["baseline_2"] = step("baseline, 2 workers", scenarios.baseline, bench, n, 2, **kw)
+            out["product_5_w2"] = step("product, 5 plugins, 2 workers", scenarios.throughput, bench, n, 5, 2, **kw)
+            out["misbehaving"] = step("product, 5 plugins + 1 that always overruns", scenarios.throughput,
+                                      bench, n, 5, 1, sleeper=True, **kw)
+        main_plugins = 5 if 5 in args.plugin_counts else args.plugin_counts[0]
+        half = max(10.0, out[f"product_{main_plugins}"]["events_per_s"] / 2)
+        out["latency"] = step(f"latency at {half:.0f} events/s", scenarios.latency, bench, half, args.seconds,
+                              main_plugins, 1, **kw)
+        out["dashboard"] = step(f"dashboard, {args.widgets} widgets", scenarios.dashboard, bench, args.widgets,
+                                min(args.seconds, 5))
+        out["memory_1"] = step("worker memory, 1 plugin", scenarios.memory, bench, 1)
+        if not args.smoke:
+            out["memory_50"] = step("worker memory, 50 plugins", scenarios.memory, bench, 50)
+        out["install"] = step("install the sample ZIP", scenarios.install_time, bench, 3 if args.smoke else 7)
+    finally:
+        bench.drop()
+    out["ratios"] = ratios(out)
+    return out
+
+
+def ratios(out: dict[str, Any]) -> dict[str, Any]:
+    r: dict[str, Any] = {}
+    base1 = out["baseline_1"]["drain_per_s"]
+    for key, value in out.items():
+        if key.startswith("product_") and key.count("_") == 1:
+            r[f"{key}_vs_baseline"] = value["events_per_s"] / base1
+    if "product_5_w2" in out:
+        r["product_5_w2_vs_baseline_2"] = out["product_5_w2"]["events_per_s"] / out["baseline_2"]["drain_per_s"]
+        r["scaling_2_vs_1"] = out["product_5_w2"]["events_per_s"] / out["product_5"]["events_per_s"]
+        r["baseline_scaling_2_vs_1"] = out["baseline_2"]["drain_per_s"] / base1
+    if "misbehaving" in out:
+        r["misbehaving_vs_clean"] = out["misbehaving"]["events_per_s"] / out["product_5"]["events_per_s"]
+    return r
+
+
+def table(out: dict[str, Any]) -> str:
+    r = out["ratios"]
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(what: str, value: str, ratio: str = "", target: str = "") -> None:
+        rows.append((what, value, ratio, target))
+
+    b1 = out["baseline_1"]
+    add("raw Celery no-op: publish (1 process)", f"{b1['publish_per_s']:,.0f} tasks/s")
+    add("raw Celery no-op: drain, 1 worker", f"{b1['drain_per_s']:,.0f} tasks/s", "1.00x (baseline)")
+    if "baseline_2" in out:
+        add("raw Celery no-op: drain, 2 workers", f"{out['baseline_2']['drain_per_s']:,.0f} tasks/s",
+            f"{r['baseline_scaling_2_vs_1']:.2f}x")
+    for key in sorted(k for k in out if k.startswith("product_") and k.count("_") == 1):
+        p = out[key]
+        plugins = key.split("_")[1]
+        target = f">= {TARGETS['throughput_ratio']}x" if plugins == "5" else ""
+        add(f"pipeline, {plugins} plugin(s), 1 worker: events, results committed",
+            f"{p['events_per_s']:,.0f} events/s ({p['plugin_calls_per_s']:,.0f} calls/s)",
+            f"{r[f'{key}_vs_baseline']:.2f}x", target)
+    first = out[sorted(k for k in out if k.startswith("product_") and k.count("_") == 1)[0]]
+    add("pipeline: publish (publisher, 1 process)", f"{first['publish_per_s']:,.0f} events/s",
+        f"{first['publish_per_s'] / b1['publish_per_s']:.2f}x")
+    if "product_5_w2" in out:
+        add("pipeline, 5 plugins, 2 workers", f"{out['product_5_w2']['events_per_s']:,.0f} events/s",
+            f"{r['product_5_w2_vs_baseline_2']:.2f}x of raw 2 workers; {r['scaling_2_vs_1']:.2f}x of 1 worker",
+            f">= {TARGETS['scaling_ratio']}x of 1 worker")
+    lat = out["latency"]
+    add(f"publish -> committed at {lat['rate_per_s']:.0f} events/s (half of max)",
+        f"p50 {lat['p50_ms']:.1f} / p95 {lat['p95_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms", "",
+        f"p99 < {TARGETS['latency_p99_ms']:.0f} ms")
+    if "misbehaving" in out:
+        add("5 plugins + 1 overrunning its limit on every call", f"{out['misbehaving']['events_per_s']:,.0f} events/s",
+            f"{r['misbehaving_vs_clean']:.2f}x of without it", f">= {TARGETS['misbehaving_ratio']}x")
+    d = out["dashboard"]
+    add(f"dashboard read, {d['widgets']:.0f} widget snapshots", f"{d['reads_per_s']:,.0f} reads/s, p99 {d['p99_ms']:.2f} ms",
+        "no plugin code run", f"p99 < {TARGETS['dashboard_p99_ms']:.0f} ms")
+    mem = f"{out['memory_1']['rss_mb']:.0f} MB with 1 plugin"
+    if "memory_50" in out:
+        mem += f", {out['memory_50']['rss_mb']:.0f} MB with 50"
+    add("worker process memory (RSS)", mem)
+    add("validate + install the sample plugin ZIP", f"{out['install']['median_ms']:.0f} ms (median)")
+    header = "| measurement | value | ratio | target |\n|---|---|---|---|\n"
+    return header + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a small, quick run (the test suite's)")
+    parser.add_argument("--events", type=int, default=None, help="events per throughput run")
+    parser.add_argument("--seconds", type=float, default=None, help="length of the latency run")
+    parser.add_argument("--widgets", type=int, default=None)
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo"])
+    parser.add_argument("--concurrency", type=int, default=2, help="pool processes per worker")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--time-limit", type=float, default=0.5, help="plugin time limit (s)")
+    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+    args.events = args.events or (300 if args.smoke else 10_000)
+    args.seconds = args.seconds or (3.0 if args.smoke else 20.0)
+    args.widgets = args.widgets or (5 if args.smoke else 100)
+    args.plugin_counts = [1] if args.smoke else [1, 5, 20]
+    out = run(args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    text = table(out)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

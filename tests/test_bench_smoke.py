@@ -1,0 +1,39 @@
+"""A small run of the benchmark so it cannot rot: every measurement runs end to end on the
+machine's Redis and PostgreSQL and reports sane numbers. The full run (scripts/bench) stays out
+of the test suite; its figures are in docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
+
+
+def test_benchmark_smoke_run(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", str(out), "--markdown", str(md)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["baseline_1"]["drain_per_s"] > 0
+    product = result["product_1"]
+    assert product["successful_calls"] == result["settings"]["events"]  # every result committed
+    assert product["events_per_s"] > 0
+    assert result["ratios"]["product_1_vs_baseline"] > 0
+    assert result["latency"]["p99_ms"] >= result["latency"]["p50_ms"] > 0
+    assert result["dashboard"]["widgets"] == 5
+    assert result["memory_1"]["rss_mb"] > 10
+    assert result["install"]["median_ms"] > 0
+    table = md.read_text()
+    assert table.startswith("| measurement | value | ratio | target |")
+    assert "raw Celery no-op: drain, 1 worker" in table
