@@ -53,9 +53,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kw = {"pool": pool}
     original = bench.start_workers
     bench.start_workers = lambda count, **k: original(count, **{"concurrency": conc, **k})  # type: ignore[method-assign]
-    out: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                           "settings": {"events": n, "pool": pool, "concurrency": conc,
-                                        "plugin_time_limit_s": args.time_limit, "batch_size": args.batch_size}}
+    out: dict[str, Any] = {
+        "machine": machine(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": {
+            "events": n,
+            "pool": pool,
+            "concurrency": conc,
+            "plugin_time_limit_s": args.time_limit,
+            "batch_size": args.batch_size,
+        },
+    }
 
     def step(name: str, fn: Any, *a: Any, **k: Any) -> Any:
         print(f"  {name} ...", file=sys.stderr, flush=True)
@@ -67,19 +75,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         out["baseline_1"] = step("baseline, 1 worker", scenarios.baseline, bench, n, 1, **kw)
         for plugins in args.plugin_counts:
-            out[f"product_{plugins}"] = step(f"product, {plugins} plugin(s), 1 worker", scenarios.throughput,
-                                             bench, n, plugins, 1, **kw)
+            out[f"product_{plugins}"] = step(
+                f"product, {plugins} plugin(s), 1 worker", scenarios.throughput, bench, n, plugins, 1, **kw
+            )
         if not args.smoke:
             out["baseline_2"] = step("baseline, 2 workers", scenarios.baseline, bench, n, 2, **kw)
-            out["product_5_w2"] = step("product, 5 plugins, 2 workers", scenarios.throughput, bench, n, 5, 2, **kw)
-            out["misbehaving"] = step("product, 5 plugins + 1 that always overruns", scenarios.throughput,
-                                      bench, n, 5, 1, sleeper=True, **kw)
+            out["product_5_w2"] = step(
+                "product, 5 plugins, 2 workers", scenarios.throughput, bench, n, 5, 2, **kw
+            )
+            out["misbehaving"] = step(
+                "product, 5 plugins + 1 that always overruns",
+                scenarios.throughput,
+                bench,
+                n,
+                5,
+                1,
+                sleeper=True,
+                **kw,
+            )
         main_plugins = 5 if 5 in args.plugin_counts else args.plugin_counts[0]
         half = max(10.0, out[f"product_{main_plugins}"]["events_per_s"] / 2)
-        out["latency"] = step(f"latency at {half:.0f} events/s", scenarios.latency, bench, half, args.seconds,
-                              main_plugins, 1, **kw)
-        out["dashboard"] = step(f"dashboard, {args.widgets} widgets", scenarios.dashboard, bench, args.widgets,
-                                min(args.seconds, 5))
+        out["latency"] = step(
+            f"latency at {half:.0f} events/s",
+            scenarios.latency,
+            bench,
+            half,
+            args.seconds,
+            main_plugins,
+            1,
+            **kw,
+        )
+        out["dashboard"] = step(
+            f"dashboard, {args.widgets} widgets",
+            scenarios.dashboard,
+            bench,
+            args.widgets,
+            min(args.seconds, 5),
+        )
         out["memory_1"] = step("worker memory, 1 plugin", scenarios.memory, bench, 1)
         if not args.smoke:
             out["memory_50"] = step("worker memory, 50 plugins", scenarios.memory, bench, 50)
@@ -97,7 +129,9 @@ def ratios(out: dict[str, Any]) -> dict[str, Any]:
         if key.startswith("product_") and key.count("_") == 1:
             r[f"{key}_vs_baseline"] = value["events_per_s"] / base1
     if "product_5_w2" in out:
-        r["product_5_w2_vs_baseline_2"] = out["product_5_w2"]["events_per_s"] / out["baseline_2"]["drain_per_s"]
+        r["product_5_w2_vs_baseline_2"] = (
+            out["product_5_w2"]["events_per_s"] / out["baseline_2"]["drain_per_s"]
+        )
         r["scaling_2_vs_1"] = out["product_5_w2"]["events_per_s"] / out["product_5"]["events_per_s"]
         r["baseline_scaling_2_vs_1"] = out["baseline_2"]["drain_per_s"] / base1
     if "misbehaving" in out:
@@ -116,32 +150,55 @@ def table(out: dict[str, Any]) -> str:
     add("raw Celery no-op: publish (1 process)", f"{b1['publish_per_s']:,.0f} tasks/s")
     add("raw Celery no-op: drain, 1 worker", f"{b1['drain_per_s']:,.0f} tasks/s", "1.00x (baseline)")
     if "baseline_2" in out:
-        add("raw Celery no-op: drain, 2 workers", f"{out['baseline_2']['drain_per_s']:,.0f} tasks/s",
-            f"{r['baseline_scaling_2_vs_1']:.2f}x")
+        add(
+            "raw Celery no-op: drain, 2 workers",
+            f"{out['baseline_2']['drain_per_s']:,.0f} tasks/s",
+            f"{r['baseline_scaling_2_vs_1']:.2f}x",
+        )
     for key in sorted(k for k in out if k.startswith("product_") and k.count("_") == 1):
         p = out[key]
         plugins = key.split("_")[1]
         target = f">= {TARGETS['throughput_ratio']}x" if plugins == "5" else ""
-        add(f"pipeline, {plugins} plugin(s), 1 worker: events, results committed",
+        add(
+            f"pipeline, {plugins} plugin(s), 1 worker: events, results committed",
             f"{p['events_per_s']:,.0f} events/s ({p['plugin_calls_per_s']:,.0f} calls/s)",
-            f"{r[f'{key}_vs_baseline']:.2f}x", target)
+            f"{r[f'{key}_vs_baseline']:.2f}x",
+            target,
+        )
     first = out[sorted(k for k in out if k.startswith("product_") and k.count("_") == 1)[0]]
-    add("pipeline: publish (publisher, 1 process)", f"{first['publish_per_s']:,.0f} events/s",
-        f"{first['publish_per_s'] / b1['publish_per_s']:.2f}x")
+    add(
+        "pipeline: publish (publisher, 1 process)",
+        f"{first['publish_per_s']:,.0f} events/s",
+        f"{first['publish_per_s'] / b1['publish_per_s']:.2f}x",
+    )
     if "product_5_w2" in out:
-        add("pipeline, 5 plugins, 2 workers", f"{out['product_5_w2']['events_per_s']:,.0f} events/s",
+        add(
+            "pipeline, 5 plugins, 2 workers",
+            f"{out['product_5_w2']['events_per_s']:,.0f} events/s",
             f"{r['product_5_w2_vs_baseline_2']:.2f}x of raw 2 workers; {r['scaling_2_vs_1']:.2f}x of 1 worker",
-            f">= {TARGETS['scaling_ratio']}x of 1 worker")
+            f">= {TARGETS['scaling_ratio']}x of 1 worker",
+        )
     lat = out["latency"]
-    add(f"publish -> committed at {lat['rate_per_s']:.0f} events/s (half of max)",
-        f"p50 {lat['p50_ms']:.1f} / p95 {lat['p95_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms", "",
-        f"p99 < {TARGETS['latency_p99_ms']:.0f} ms")
+    add(
+        f"publish -> committed at {lat['rate_per_s']:.0f} events/s (half of max)",
+        f"p50 {lat['p50_ms']:.1f} / p95 {lat['p95_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
+        "",
+        f"p99 < {TARGETS['latency_p99_ms']:.0f} ms",
+    )
     if "misbehaving" in out:
-        add("5 plugins + 1 overrunning its limit on every call", f"{out['misbehaving']['events_per_s']:,.0f} events/s",
-            f"{r['misbehaving_vs_clean']:.2f}x of without it", f">= {TARGETS['misbehaving_ratio']}x")
+        add(
+            "5 plugins + 1 overrunning its limit on every call",
+            f"{out['misbehaving']['events_per_s']:,.0f} events/s",
+            f"{r['misbehaving_vs_clean']:.2f}x of without it",
+            f">= {TARGETS['misbehaving_ratio']}x",
+        )
     d = out["dashboard"]
-    add(f"dashboard read, {d['widgets']:.0f} widget snapshots", f"{d['reads_per_s']:,.0f} reads/s, p99 {d['p99_ms']:.2f} ms",
-        "no plugin code run", f"p99 < {TARGETS['dashboard_p99_ms']:.0f} ms")
+    add(
+        f"dashboard read, {d['widgets']:.0f} widget snapshots",
+        f"{d['reads_per_s']:,.0f} reads/s, p99 {d['p99_ms']:.2f} ms",
+        "no plugin code run",
+        f"p99 < {TARGETS['dashboard_p99_ms']:.0f} ms",
+    )
     mem = f"{out['memory_1']['rss_mb']:.0f} MB with 1 plugin"
     if "memory_50" in out:
         mem += f", {out['memory_50']['rss_mb']:.0f} MB with 50"
@@ -161,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="pool processes per worker")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--time-limit", type=float, default=0.5, help="plugin time limit (s)")
-    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")

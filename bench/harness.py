@@ -132,8 +132,15 @@ class Bench:
     def write_plugin(self, name: str, code: str, hooks: list[str], permissions: list[str]) -> Path:
         folder = self.workdir / "plugins" / name.lower().replace(" ", "_")
         folder.mkdir(parents=True, exist_ok=True)
-        manifest = {"name": name, "version": "1.0.0", "description": "benchmark plugin", "author": "bench",
-                    "email": "bench@example.com", "hooks": hooks, "permissions": permissions}
+        manifest = {
+            "name": name,
+            "version": "1.0.0",
+            "description": "benchmark plugin",
+            "author": "bench",
+            "email": "bench@example.com",
+            "hooks": hooks,
+            "permissions": permissions,
+        }
         (folder / "manifest.json").write_text(json.dumps(manifest))
         (folder / "__init__.py").write_text("")
         (folder / "main.py").write_text(code)
@@ -149,18 +156,44 @@ class Bench:
     # -- workers ------------------------------------------------------------------------------
 
     def start_workers(
-        self, count: int, app: str = "workers", queues: str = "events", pool: str = "solo",
-        concurrency: int = 1, env: dict[str, str] | None = None,
+        self,
+        count: int,
+        app: str = "workers",
+        queues: str = "events",
+        pool: str = "solo",
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
     ) -> list[Worker]:
         workers = []
         for i in range(count):
             log = self.workdir / f"worker-{time.monotonic_ns()}-{i}.log"
-            args = [CELERY, "-A", app, "worker", "-P", pool, "-Q", queues, "-l", "INFO",
-                    "--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"bench{i}-{os.getpid()}@%h"]
+            args = [
+                CELERY,
+                "-A",
+                app,
+                "worker",
+                "-P",
+                pool,
+                "-Q",
+                queues,
+                "-l",
+                "INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                f"bench{i}-{os.getpid()}@%h",
+            ]
             if pool != "solo":
                 args += ["-c", str(concurrency)]
-            proc = subprocess.Popen(args, cwd=REPO, env=env or self.env(), stdout=subprocess.DEVNULL,
-                                    stderr=log.open("w"), start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                cwd=REPO,
+                env=env or self.env(),
+                stdout=subprocess.DEVNULL,
+                stderr=log.open("w"),
+                start_new_session=True,
+            )
             workers.append(Worker(proc, log))
         for w in workers:
             w.wait_ready()
@@ -195,7 +228,9 @@ class Worker:
 
     def children(self) -> list[int]:
         try:
-            out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+            )
         except OSError:
             return []
         return [int(p) for p in out.stdout.split()]

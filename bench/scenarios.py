@@ -14,9 +14,9 @@ from sqlalchemy import func, select, text
 
 from bench.harness import (
     LIGHT_PLUGIN,
+    REPO,
     SLEEPER_PLUGIN,
     WIDGET_PLUGIN,
-    REPO,
     Bench,
     drain_rate,
     paced,
@@ -30,8 +30,15 @@ from services_ai_plugins.models import EventRecord
 from services_ai_plugins.publisher import Publisher
 from services_ai_plugins.widgets import WidgetService
 
-LEAD = {"id": "L", "name": "Ada Lovelace", "email": "ada@acme.io", "phone": "+1 555 0100",
-        "company": "Acme Plumbing", "source": "referral", "custom_fields": {"utm": "spring"}}
+LEAD = {
+    "id": "L",
+    "name": "Ada Lovelace",
+    "email": "ada@acme.io",
+    "phone": "+1 555 0100",
+    "company": "Acme Plumbing",
+    "source": "referral",
+    "custom_fields": {"utm": "spring"},
+}
 
 
 def _lead(i: int) -> dict[str, Any]:
@@ -83,7 +90,9 @@ def install_plugins(bench: Bench, host: Host, count: int, sleeper: bool = False)
     return ids
 
 
-def throughput(bench: Bench, n: int, plugins: int, workers: int, pool: str, sleeper: bool = False) -> dict[str, float]:
+def throughput(
+    bench: Bench, n: int, plugins: int, workers: int, pool: str, sleeper: bool = False
+) -> dict[str, float]:
     """Pre-load ``n`` events, then drain them with real workers; every result committed."""
     host = bench.reset()
     install_plugins(bench, host, plugins, sleeper)
@@ -98,7 +107,9 @@ def throughput(bench: Bench, n: int, plugins: int, workers: int, pool: str, slee
     finally:
         stop_all(procs)
     with host.db.engine.connect() as conn:
-        calls = int(conn.execute(text("SELECT count(*) FROM hook_results WHERE status = 'success'")).scalar() or 0)
+        calls = int(
+            conn.execute(text("SELECT count(*) FROM hook_results WHERE status = 'success'")).scalar() or 0
+        )
     host.close()
     return {
         "publish_per_s": n / publish_s,
@@ -108,8 +119,9 @@ def throughput(bench: Bench, n: int, plugins: int, workers: int, pool: str, slee
     }
 
 
-def latency(bench: Bench, rate: float, seconds: float, plugins: int, workers: int, pool: str,
-            sleeper: bool = False) -> dict[str, float]:
+def latency(
+    bench: Bench, rate: float, seconds: float, plugins: int, workers: int, pool: str, sleeper: bool = False
+) -> dict[str, float]:
     """Publish at a steady ``rate`` for ``seconds``; publish -> results committed, per event."""
     host = bench.reset()
     install_plugins(bench, host, plugins, sleeper)
@@ -121,11 +133,16 @@ def latency(bench: Bench, rate: float, seconds: float, plugins: int, workers: in
     finally:
         stop_all(procs)
     with host.db.engine.connect() as conn:
-        rows = conn.execute(text("SELECT EXTRACT(EPOCH FROM completed_at - occurred_at) * 1000 FROM events")).all()
+        rows = conn.execute(
+            text("SELECT EXTRACT(EPOCH FROM completed_at - occurred_at) * 1000 FROM events")
+        ).all()
     host.close()
     values = [float(r[0]) for r in rows]
-    return {"rate_per_s": sent / seconds, **{f"{k}_ms": v for k, v in summary(values).items() if k != "n"},
-            "events": float(len(values))}
+    return {
+        "rate_per_s": sent / seconds,
+        **{f"{k}_ms": v for k, v in summary(values).items() if k != "n"},
+        "events": float(len(values)),
+    }
 
 
 def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
@@ -134,7 +151,9 @@ def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
     from services_ai_plugins.runtime import PluginRuntime
 
     for i in range(plugins):
-        folder = bench.write_plugin(f"Bench Widget {i}", WIDGET_PLUGIN, ["dashboard_widget"], ["dashboard_widget"])
+        folder = bench.write_plugin(
+            f"Bench Widget {i}", WIDGET_PLUGIN, ["dashboard_widget"], ["dashboard_widget"]
+        )
         bench.install(host, folder, ["dashboard_widget"])
     runtime = PluginRuntime(host.registry)
     service = WidgetService(host)
@@ -157,8 +176,12 @@ def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
     finally:
         dispatch.invoke = real  # type: ignore[assignment]
     host.close()
-    return {"widgets": float(plugins), "reads_per_s": len(timings) / seconds,
-            "p50_ms": percentile(timings, 50), "p99_ms": percentile(timings, 99)}
+    return {
+        "widgets": float(plugins),
+        "reads_per_s": len(timings) / seconds,
+        "p50_ms": percentile(timings, 50),
+        "p99_ms": percentile(timings, 99),
+    }
 
 
 def memory(bench: Bench, plugins: int) -> dict[str, float]:
@@ -170,8 +193,9 @@ def memory(bench: Bench, plugins: int) -> dict[str, float]:
         "import workers, resource; from workers import state; s = state.get(); s.runtime.refresh(force=True);"
         "print(len(s.runtime.plugins), open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=bench.env(), cwd=REPO, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=bench.env(), cwd=REPO, capture_output=True, text=True, check=True
+    )
     loaded, rss = out.stdout.split()
     assert int(loaded) == plugins, out.stdout
     return {"plugins": float(plugins), "rss_mb": int(rss) / 1024}

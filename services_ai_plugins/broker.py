@@ -56,10 +56,16 @@ def transport_options(config: Config) -> dict[str, Any]:
     return options
 
 
+REDIS_TRANSPORT = "services_ai_plugins.redis_transport:Transport"
+
+
 def celery_settings(config: Config) -> dict[str, Any]:
     """Settings common to every Celery app of the project (worker, beat, publisher)."""
+    redis = config.broker_url.startswith(("redis://", "rediss://"))
     return {
         "broker_url": config.broker_url,
+        # kombu's Redis transport, minus a client built per call (redis_transport.py).
+        "broker_transport": REDIS_TRANSPORT if redis else None,
         "broker_transport_options": transport_options(config),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,

@@ -174,9 +174,7 @@ class EventRecord(Base):
     result is stored; ``failures`` counts the results that are not a success."""
 
     __tablename__ = "events"
-    __table_args__ = (
-        Index("ix_events_type_occurred_at", "type", "occurred_at"),
-    )
+    __table_args__ = (Index("ix_events_type_occurred_at", "type", "occurred_at"),)
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     type: Mapped[str] = mapped_column(String(40))

@@ -134,6 +134,9 @@ class EventProcessor:
         self.store = ResultStore(host.db)
         self.breakers = Breakers(self.config.breaker_threshold, self.config.breaker_cooldown)
 
+    def close(self) -> None:
+        self.store.close()
+
     # -- the batch ------------------------------------------------------------------------
 
     def process(self, batch: Sequence[Incoming]) -> BatchReport:

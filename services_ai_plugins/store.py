@@ -131,9 +131,8 @@ class ResultStore:
     def existing(self, conn: Connection, event_ids: Sequence[str]) -> dict[tuple[str, str, str], str]:
         """Results already stored for these events (a redelivery or a repeat), with their status.
 
-        Its transaction stays open for :meth:`write` (one transaction per batch, not two). While
-        plugins run it is read-only READ COMMITTED: no locks, and no snapshot held between
-        statements, so nothing waits on it and vacuum is not held back.
+        Its transaction ends at once: a read inside an open transaction keeps a share lock on
+        the table while the plugins run, which would make a migration (or TRUNCATE) wait.
         """
         if not event_ids:
             return {}
@@ -145,6 +144,7 @@ class ResultStore:
                     HookResult.event_id.in_(event_ids)
                 )
             ).all()
+        conn.commit()
         return {(r[0], r[1], r[2]): r[3] for r in rows}
 
     def write(
@@ -188,7 +188,6 @@ class ResultStore:
             conn.rollback()
             raise
 
-
     def _copy(
         self,
         conn: Connection,
@@ -196,13 +195,15 @@ class ResultStore:
         results: list[dict[str, Any]],
         dead: list[dict[str, Any]],
     ) -> None:
-        trans = conn.get_transaction() or conn.begin()
+        trans = conn.begin()
         try:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             if events:
                 with cursor.copy(_COPY_EVENTS) as copy:
                     for row in events:
-                        copy.write_row([_dumps(row["payload"]) if c == "payload" else row[c] for c in EVENT_COLUMNS])
+                        copy.write_row(
+                            [_dumps(row["payload"]) if c == "payload" else row[c] for c in EVENT_COLUMNS]
+                        )
             if results:
                 with cursor.copy(_COPY_RESULTS) as copy:
                     for row in results:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import DateTime, and_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services_ai_plugins.dispatch import SUCCESS, Outcome, invoke
@@ -63,6 +63,22 @@ def _etag(title: str, html: str) -> str:
     return hashlib.sha256(f"{title}\x00{html}".encode()).hexdigest()[:32]
 
 
+_T = WidgetSnapshot.__table__.c
+# The read path's columns, timestamps as the driver returns them (no per-row type processing).
+_READ_COLUMNS = (
+    _T.plugin_id, Plugin.name, _T.plugin_version, _T.title, _T.html, _T.refresh_interval,
+    _T.status, _T.error,
+    *(type_coerce(_T[c], DateTime(timezone=True)).label(c)
+      for c in ("rendered_at", "attempted_at", "stale_since", "next_due_at")),
+    _T.duration_ms, _T.etag,
+)  # fmt: skip
+_READ_KEYS = (
+    "plugin_id", "plugin_name", "plugin_version", "title", "html", "refresh_interval", "status",
+    "error", "rendered_at", "attempted_at", "stale_since", "next_due_at", "duration_ms", "etag",
+    "ok",
+)  # fmt: skip
+
+
 class WidgetService:
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -73,22 +89,26 @@ class WidgetService:
     # -- the read path (dashboard) --------------------------------------------------------
 
     def snapshots(self) -> list[dict[str, Any]]:
-        """Current snapshots of enabled plugins holding ``dashboard_widget``; no plugin runs."""
-        stmt = (
-            select(WidgetSnapshot, Plugin.name)
-            .join(Plugin, and_(Plugin.id == WidgetSnapshot.plugin_id, Plugin.enabled.is_(True)))
-            .join(
-                PluginPermission,
-                and_(
-                    PluginPermission.plugin_id == WidgetSnapshot.plugin_id,
-                    PluginPermission.name == HOOK,
-                    PluginPermission.granted.is_(True),
-                ),
-            )
-            .order_by(WidgetSnapshot.plugin_id)
+        """Current snapshots of enabled plugins holding ``dashboard_widget``; no plugin runs.
+
+        One query over three primary keys, read as plain rows (no ORM objects, no session):
+        the dashboard polls this.
+        """
+        return [dict(zip(_READ_KEYS, _row_values(r), strict=True)) for r in self.db.read(self._read)]
+
+    _read = (
+        select(*_READ_COLUMNS)
+        .join(Plugin, and_(Plugin.id == WidgetSnapshot.plugin_id, Plugin.enabled.is_(True)))
+        .join(
+            PluginPermission,
+            and_(
+                PluginPermission.plugin_id == WidgetSnapshot.plugin_id,
+                PluginPermission.name == HOOK,
+                PluginPermission.granted.is_(True),
+            ),
         )
-        with self.db.session() as s:
-            return [_view(w, name) for w, name in s.execute(stmt)]
+        .order_by(WidgetSnapshot.plugin_id)
+    )
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -195,6 +215,19 @@ class WidgetService:
             time_limit=self.host.config.plugin_time_limit,
             max_bytes=self.host.config.result_max_bytes * 4,
         )
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _row_values(r: Any) -> list[Any]:
+    (plugin_id, name, version, title, html, interval, status, error,
+     rendered, attempted, stale, due, duration, etag) = r  # fmt: skip
+    return [plugin_id, name, version, title, html, interval, status, error,
+            _iso(rendered), _iso(attempted), _iso(stale), _iso(due), duration, etag, status == "ok"]  # fmt: skip
 
 
 def _view(w: WidgetSnapshot, name: str) -> dict[str, Any]:

@@ -21,7 +21,11 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     md = tmp_path / "bench.md"
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--json", str(out), "--markdown", str(md)],
-        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -38,8 +38,12 @@ def lead(i: int | str, **data: object) -> dict[str, object]:
         "type": "lead.created",
         "source": "test",
         "data": {
-            "id": f"L{i}", "name": "Ada Lovelace", "email": "ada@example.com",
-            "notes": "prefers mornings", "custom_fields": {"ssn": "078-05-1120"}, **data,
+            "id": f"L{i}",
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "notes": "prefers mornings",
+            "custom_fields": {"ssn": "078-05-1120"},
+            **data,
         },
     }
 
@@ -57,7 +61,9 @@ def add_plugin(host: Host, tmp_path: Path, name: str, main: str, grant: bool = T
 @pytest.fixture
 def processor(host: Host) -> Iterator[EventProcessor]:
     runtime = PluginRuntime(host.registry, poll_seconds=0)
-    yield EventProcessor(host, runtime)
+    processor = EventProcessor(host, runtime)
+    yield processor
+    processor.close()
     runtime.close()
 
 

@@ -46,10 +46,12 @@ app = make_app()
 
 @signals.worker_process_init.connect
 def _fresh_state_after_fork(**_: Any) -> None:
-    # Database connections must never cross a fork.
+    # Database connections must never cross a fork; and a pool process loads its plugins
+    # before its first task, not during it (that first batch would wait for the imports).
     from workers import state
 
     state.reset()
+    state.warm_up()
 
 
 @signals.beat_init.connect

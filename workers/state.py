@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ class WorkerState:
     processor: EventProcessor
 
 
+log = logging.getLogger(__name__)
 _state: WorkerState | None = None
 _lock = threading.Lock()
 
@@ -35,6 +37,20 @@ def get() -> WorkerState:
             runtime = PluginRuntime(host.registry)
             _state = WorkerState(os.getpid(), host, runtime, EventProcessor(host, runtime))
         return _state
+
+
+def warm_up() -> None:
+    """Build this process's state and load its plugins now. Failing here is not fatal: the
+    first task tries again (and reports the error there)."""
+    try:
+        worker = get()
+        worker.runtime.refresh(force=True)
+        with worker.processor.store.connection() as conn:  # connect now, not in the first batch
+            conn.exec_driver_sql("SELECT 1")
+            conn.rollback()
+    except Exception:
+        log.warning("warm-up failed; the first task will try again", exc_info=True)
+        reset()
 
 
 def reset() -> None:

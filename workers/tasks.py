@@ -51,7 +51,7 @@ class EventBatches(Batches):  # type: ignore[misc]
     _in_flight = 0
     _slots = 0
 
-    def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:  # noqa: N802 - Celery's name
+    def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:
         handler = super().Strategy(task, app, consumer)
         pool = consumer.pool
         # The solo pool runs a batch inline, blocking the consumer: there, batches must fill.
@@ -67,8 +67,10 @@ class EventBatches(Batches):  # type: ignore[misc]
     def _do_flush(self) -> None:
         # While a batch runs, the interval does not flush a part batch: the messages wait for it
         # to finish (then go together), unless a full batch can go to another pool process.
-        if self._slots and self._in_flight and not (
-            self._buffer.qsize() >= self.flush_every and self._in_flight < self._slots
+        if (
+            self._slots
+            and self._in_flight
+            and not (self._buffer.qsize() >= self.flush_every and self._in_flight < self._slots)
         ):
             return
         super()._do_flush()
