@@ -12,6 +12,7 @@ and encoded again. Elsewhere (SQLite) it is a plain cached executemany.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -117,10 +118,8 @@ class ResultStore:
             yield conn
         except BaseException:
             self._conn = None
-            try:
+            with contextlib.suppress(Exception):  # already broken; the next batch reconnects
                 conn.close()
-            except Exception:  # noqa: S110 - already broken; the next batch reconnects
-                pass
             raise
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ def acknowledge_all(requests: Sequence[Any]) -> None:
     try:
         with qos.pipe_or_acquire() as pipe:
             for message in messages:
-                qos._remove_from_indices(message.delivery_tag, pipe)
+                qos._remove_from_indices(message.delivery_tag, pipe)  # type: ignore[no-untyped-call]
             pipe.execute()
     except Exception:
         log.warning("bulk acknowledgement failed; acknowledging one by one", exc_info=True)
@@ -47,6 +47,6 @@ def acknowledge_all(requests: Sequence[Any]) -> None:
             request.acknowledge()
         return
     for request, message in zip(pending, messages, strict=True):
-        VirtualQoS.ack(qos, message.delivery_tag)  # frees the prefetch slot
+        VirtualQoS.ack(qos, message.delivery_tag)  # type: ignore[no-untyped-call]  # frees the prefetch slot
         message._state = "ACK"
         request.acknowledged = True
