@@ -160,9 +160,12 @@ class EventProcessor:
             with self.store.connection() as conn:
                 self.runtime.refresh()
                 try:
-                    # A redelivered message, or an event published twice, finds the results
-                    # stored the first time: those plugins are not called again.
-                    stored = self.store.existing(conn, [e.event_id for _, e in valid])
+                    # A message delivered before (redelivered by the broker, or sent again by a
+                    # retry) finds the results stored the first time: those plugins are not
+                    # called again. Fresh messages, nearly all, need no lookup; an event
+                    # published twice under one id is still stored once (the write below).
+                    seen_before = [e.event_id for i, e in valid if batch[i].redelivered or batch[i].attempt > 1]
+                    stored = self.store.existing(conn, seen_before)
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
@@ -176,7 +179,7 @@ class EventProcessor:
                     report.calls += len(rows)
                     event_rows.append(self._event_row(event, item, failures, now))
                 try:
-                    self.store.write(conn, event_rows, result_rows, dead, fresh=not stored)
+                    self.store.write(conn, event_rows, result_rows, dead, fresh=not seen_before)
                 except Exception as exc:
                     if is_transient(exc):
                         return self._retry(batch, exc, report)

@@ -108,12 +108,26 @@ def test_redelivery_stores_no_second_row_and_calls_no_plugin_twice(
     batch = [Incoming(lead(i)) for i in range(3)]
     processor.process(batch)
     processor.process([Incoming(b.body, redelivered=True) for b in batch])
-    processor.process([Incoming(lead(1)), Incoming(lead(1))])  # published twice
+    processor.process([Incoming(lead(1), attempt=2)])  # a retry of a batch that did commit
     assert log.read_text().split() == ["ev-0", "ev-1", "ev-2"]
     with host.db.session() as s:
         assert s.scalar(select(func.count()).select_from(HookResult)) == 3
         assert s.scalar(select(func.count()).select_from(EventRecord)) == 3
         assert s.scalar(select(EventRecord.attempts).where(EventRecord.event_id == "ev-1")) == 3
+
+
+def test_an_event_published_twice_is_stored_once(host: Host, processor: EventProcessor, tmp_path: Path) -> None:
+    """A fresh message is not looked up (that is what keeps the hot path cheap), so a second
+    publish of the same event id calls its plugins again, with the same idempotency key; it
+    never stores a second row."""
+    log = tmp_path / "calls.log"
+    add_plugin(host, tmp_path, "Once", RECORDER.format(log=str(log)))
+    processor.process([Incoming(lead(1))])
+    processor.process([Incoming(lead(1)), Incoming(lead(1)), Incoming(lead(2))])  # twice in a batch too
+    assert log.read_text().split() == ["ev-1", "ev-1", "ev-2"]
+    assert [(e, s) for e, _, s in results(host)] == [("ev-1", "success"), ("ev-2", "success")]
+    with host.db.session() as s:
+        assert s.scalar(select(EventRecord.attempts).where(EventRecord.event_id == "ev-1")) == 2
 
 
 def test_a_plugin_added_later_is_called_on_redelivery_only_for_itself(
