@@ -71,6 +71,7 @@ class Bench:
     database: str = "sai_bench"
     time_limit: float = 0.5
     batch_size: int = 50
+    batch_interval: float = 0.005
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sai-bench-")))
     secret_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
 
@@ -91,6 +92,7 @@ class Bench:
             SERVICES_AI_DATA_DIR=str(self.workdir / "data"),
             SERVICES_AI_PLUGIN_TIME_LIMIT=str(self.time_limit),
             SERVICES_AI_BATCH_SIZE=str(self.batch_size),
+            SERVICES_AI_BATCH_INTERVAL=str(self.batch_interval),
             SERVICES_AI_REGISTRY_POLL_SECONDS="1",
         )
         env.pop("BROKER_URL", None)

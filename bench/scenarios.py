@@ -122,19 +122,26 @@ def throughput(
 def latency(
     bench: Bench, rate: float, seconds: float, plugins: int, workers: int, pool: str, sleeper: bool = False
 ) -> dict[str, float]:
-    """Publish at a steady ``rate`` for ``seconds``; publish -> results committed, per event."""
+    """Publish at a steady ``rate`` for ``seconds``; publish -> results committed, per event.
+
+    Two seconds at the same rate come first and are not counted: steady state, not start-up.
+    """
     host = bench.reset()
     install_plugins(bench, host, plugins, sleeper)
     procs = bench.start_workers(workers, pool=pool)
     try:
         publisher = Publisher(bench.config())
-        sent = paced(lambda i: publisher.publish(_lead(i)), rate, seconds)
-        drain_rate(lambda: _done(host), sent, timeout=300)
+        warm = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"warm-{i}"}), rate, 2)
+        sent = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"lat-{i}"}), rate, seconds)
+        drain_rate(lambda: _done(host), warm + sent, timeout=300)
     finally:
         stop_all(procs)
     with host.db.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT EXTRACT(EPOCH FROM completed_at - occurred_at) * 1000 FROM events")
+            text(
+                "SELECT EXTRACT(EPOCH FROM completed_at - occurred_at) * 1000 FROM events"
+                " WHERE event_id LIKE 'lat-%'"
+            )
         ).all()
     host.close()
     values = [float(r[0]) for r in rows]
