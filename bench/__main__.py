@@ -139,6 +139,11 @@ def ratios(out: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
+def _cores(entry: dict[str, Any]) -> str:
+    cpu = entry.get("cpu_cores") or {}
+    return "CPU: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + " cores"
+
+
 def table(out: dict[str, Any]) -> str:
     r = out["ratios"]
     rows: list[tuple[str, str, str, str]] = []
@@ -148,7 +153,7 @@ def table(out: dict[str, Any]) -> str:
 
     b1 = out["baseline_1"]
     add("raw Celery no-op: publish (1 process)", f"{b1['publish_per_s']:,.0f} tasks/s")
-    add("raw Celery no-op: drain, 1 worker", f"{b1['drain_per_s']:,.0f} tasks/s", "1.00x (baseline)")
+    add("raw Celery no-op: drain, 1 worker", f"{b1['drain_per_s']:,.0f} tasks/s ({_cores(b1)})", "1.00x (baseline)")
     if "baseline_2" in out:
         add(
             "raw Celery no-op: drain, 2 workers",
@@ -161,11 +166,11 @@ def table(out: dict[str, Any]) -> str:
         target = f">= {TARGETS['throughput_ratio']}x" if plugins == "5" else ""
         add(
             f"pipeline, {plugins} plugin(s), 1 worker: events, results committed",
-            f"{p['events_per_s']:,.0f} events/s ({p['plugin_calls_per_s']:,.0f} calls/s)",
+            f"{p['events_per_s']:,.0f} events/s, {p['plugin_calls_per_s']:,.0f} calls/s ({_cores(p)})",
             f"{r[f'{key}_vs_baseline']:.2f}x",
             target,
         )
-    first = out[sorted(k for k in out if k.startswith("product_") and k.count("_") == 1)[0]]
+    first = out.get("product_5") or out[sorted(k for k in out if k.startswith("product_") and k.count("_") == 1)[0]]
     add(
         "pipeline: publish (publisher, 1 process)",
         f"{first['publish_per_s']:,.0f} events/s",

@@ -247,6 +247,39 @@ class Worker:
                 self.proc.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+class CpuMeter:
+    """CPU used by the workers, PostgreSQL and Redis over an interval, in cores."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.groups = {
+            "workers": [p for w in workers for p in (w.proc.pid, *w.children())],
+            "postgres": _pids("postgres"),
+            "redis": _pids("redis-server"),
+        }
+        self.start = time.monotonic()
+        self.before = {g: sum(_cpu_seconds(p) for p in pids) for g, pids in self.groups.items()}
+
+    def cores(self) -> dict[str, float]:
+        elapsed = time.monotonic() - self.start
+        return {
+            g: round((sum(_cpu_seconds(p) for p in pids) - self.before[g]) / elapsed, 2)
+            for g, pids in self.groups.items()
+        }
+
+
 def stop_all(workers: list[Worker]) -> None:
     for w in workers:
         if w.proc.poll() is None:

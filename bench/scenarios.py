@@ -18,6 +18,7 @@ from bench.harness import (
     SLEEPER_PLUGIN,
     WIDGET_PLUGIN,
     Bench,
+    CpuMeter,
     drain_rate,
     paced,
     percentile,
@@ -69,10 +70,12 @@ def baseline(bench: Bench, n: int, workers: int, pool: str) -> dict[str, float]:
     publish_s = time.perf_counter() - start
     procs = bench.start_workers(workers, app="bench.baseline", queues="bench", pool=pool, env=env)
     try:
+        meter = CpuMeter(procs)
         drained = drain_rate(lambda: int(r.get(counter) or 0), n, timeout=600)
+        cpu = meter.cores()
     finally:
         stop_all(procs)
-    return {"publish_per_s": n / publish_s, "drain_per_s": drained["per_s"]}
+    return {"publish_per_s": n / publish_s, "drain_per_s": drained["per_s"], "cpu_cores": cpu}
 
 
 # -- the product ---------------------------------------------------------------------------------
@@ -103,7 +106,9 @@ def throughput(
     publish_s = time.perf_counter() - start
     procs = bench.start_workers(workers, pool=pool)
     try:
+        meter = CpuMeter(procs)
         drained = drain_rate(lambda: _done(host), n, timeout=900)
+        cpu = meter.cores()
     finally:
         stop_all(procs)
     with host.db.engine.connect() as conn:
@@ -116,6 +121,7 @@ def throughput(
         "events_per_s": drained["per_s"],
         "plugin_calls_per_s": drained["per_s"] * plugins,
         "successful_calls": calls,
+        "cpu_cores": cpu,
     }
 
 
