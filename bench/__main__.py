@@ -153,7 +153,11 @@ def table(out: dict[str, Any]) -> str:
 
     b1 = out["baseline_1"]
     add("raw Celery no-op: publish (1 process)", f"{b1['publish_per_s']:,.0f} tasks/s")
-    add("raw Celery no-op: drain, 1 worker", f"{b1['drain_per_s']:,.0f} tasks/s ({_cores(b1)})", "1.00x (baseline)")
+    add(
+        "raw Celery no-op: drain, 1 worker",
+        f"{b1['drain_per_s']:,.0f} tasks/s ({_cores(b1)})",
+        "1.00x (baseline)",
+    )
     if "baseline_2" in out:
         add(
             "raw Celery no-op: drain, 2 workers",
@@ -170,7 +174,10 @@ def table(out: dict[str, Any]) -> str:
             f"{r[f'{key}_vs_baseline']:.2f}x",
             target,
         )
-    first = out.get("product_5") or out[sorted(k for k in out if k.startswith("product_") and k.count("_") == 1)[0]]
+    first = (
+        out.get("product_5")
+        or out[sorted(k for k in out if k.startswith("product_") and k.count("_") == 1)[0]]
+    )
     add(
         "pipeline: publish (publisher, 1 process)",
         f"{first['publish_per_s']:,.0f} events/s",

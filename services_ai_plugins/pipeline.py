@@ -164,7 +164,9 @@ class EventProcessor:
                     # retry) finds the results stored the first time: those plugins are not
                     # called again. Fresh messages, nearly all, need no lookup; an event
                     # published twice under one id is still stored once (the write below).
-                    seen_before = [e.event_id for i, e in valid if batch[i].redelivered or batch[i].attempt > 1]
+                    seen_before = [
+                        e.event_id for i, e in valid if batch[i].redelivered or batch[i].attempt > 1
+                    ]
                     stored = self.store.existing(conn, seen_before)
                 except Exception as exc:
                     if not is_transient(exc):

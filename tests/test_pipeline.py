@@ -116,7 +116,9 @@ def test_redelivery_stores_no_second_row_and_calls_no_plugin_twice(
         assert s.scalar(select(EventRecord.attempts).where(EventRecord.event_id == "ev-1")) == 3
 
 
-def test_an_event_published_twice_is_stored_once(host: Host, processor: EventProcessor, tmp_path: Path) -> None:
+def test_an_event_published_twice_is_stored_once(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
     """A fresh message is not looked up (that is what keeps the hot path cheap), so a second
     publish of the same event id calls its plugins again, with the same idempotency key; it
     never stores a second row."""

@@ -68,8 +68,10 @@ class EventBatches(Batches):  # type: ignore[misc]
     def _do_flush(self) -> None:
         # While a batch runs, a part batch waits for it (then goes with what piled up); a full
         # batch goes to another pool process if one is free.
-        if self._slots and self._in_flight and not (
-            self._buffer.qsize() >= self.flush_every and self._in_flight < self._slots
+        if (
+            self._slots
+            and self._in_flight
+            and not (self._buffer.qsize() >= self.flush_every and self._in_flight < self._slots)
         ):
             return
         super()._do_flush()
