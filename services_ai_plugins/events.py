@@ -11,12 +11,12 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from schemas.errors import ContractError
-from services_ai_plugins.dispatch import SUCCESS, invoke
+from services_ai_plugins.dispatch import SUCCESS
 from services_ai_plugins.errors import EventError, NotFoundError, PluginStateError
 from services_ai_plugins.host import Host
 from services_ai_plugins.models import DeadLetter, EventRecord, HookResult, utcnow
 from services_ai_plugins.permissions import EVENT_HOOKS
-from services_ai_plugins.records import fresh
+from services_ai_plugins.pipeline import call_event_hook, personal_values
 from services_ai_plugins.runtime import PluginRuntime
 
 HOOK_EVENTS = {hook: kind for kind, hook in EVENT_HOOKS.items()}
@@ -222,7 +222,6 @@ class EventService:
         )
         with self.db.session() as s:
             todo = s.execute(stmt).all()
-        config = self.host.config
         counts = {"events": len(todo), "success": 0, "failed": 0}
         upsert = self._upsert()
         for n, (event_id, kind, payload) in enumerate(todo, 1):
@@ -238,19 +237,8 @@ class EventService:
                 "attempt": 1,
                 "replay": True,
             }
-            kwargs: dict[str, Any] = {
-                "context": runtime.context(
-                    target, event=meta, idempotency_key=f"{event_id}:{plugin_id}:{hook}"
-                )
-            }
-            if hook == "lead_created":
-                kwargs["lead"] = fresh(data)
-            else:
-                kwargs["booking"] = fresh(data)
-                if previous is not None:
-                    kwargs["previous_state"] = fresh(previous)
-            outcome = invoke(
-                target.call, kwargs, time_limit=config.plugin_time_limit, max_bytes=config.result_max_bytes
+            outcome = call_event_hook(
+                runtime, target, hook, data, previous, meta, personal_values(data, previous)
             )
             counts["success" if outcome.ok else "failed"] += 1
             with self.db.session() as s:

@@ -124,6 +124,37 @@ def _dump_body(body: Any) -> str:
     return text[:MAX_DEAD_PAYLOAD]
 
 
+def call_event_hook(
+    runtime: PluginRuntime,
+    target: Target,
+    hook: str,
+    data: dict[str, Any],
+    previous: dict[str, Any] | None,
+    meta: dict[str, Any],
+    redact: list[str],
+) -> Outcome:
+    """Call one plugin's event hook: its own copies of the data, its own context (with the
+    idempotency key), its time limit and size cap, personal data kept out of its errors."""
+    config = runtime.registry.config
+    context = runtime.context(
+        target, event=meta, idempotency_key=f"{meta['event_id']}:{target.plugin.plugin_id}:{hook}"
+    )
+    kwargs: dict[str, Any] = {"context": context}
+    if hook == "lead_created":
+        kwargs["lead"] = fresh(data)
+    else:
+        kwargs["booking"] = fresh(data)
+        if previous is not None:
+            kwargs["previous_state"] = fresh(previous)
+    return invoke(
+        target.call,
+        kwargs,
+        time_limit=config.plugin_time_limit,
+        max_bytes=config.result_max_bytes,
+        redact=redact,
+    )
+
+
 class EventProcessor:
     """Turns batches of event messages into stored results."""
 
@@ -267,25 +298,7 @@ class EventProcessor:
                     f"(re-run with: services-ai replay --plugin {plugin_id} --since DATE)"
                 ),
             )
-        context = self.runtime.context(
-            target,
-            event=meta,
-            idempotency_key=f"{meta['event_id']}:{plugin_id}:{hook}",
-        )
-        kwargs: dict[str, Any] = {"context": context}
-        if hook == "lead_created":
-            kwargs["lead"] = fresh(data)
-        else:
-            kwargs["booking"] = fresh(data)
-            if previous is not None:
-                kwargs["previous_state"] = fresh(previous)
-        outcome = invoke(
-            target.call,
-            kwargs,
-            time_limit=self.config.plugin_time_limit,
-            max_bytes=self.config.result_max_bytes,
-            redact=redact,
-        )
+        outcome = call_event_hook(self.runtime, target, hook, data, previous, meta, redact)
         self.breakers.record(plugin_id, outcome.status)
         return outcome
 
