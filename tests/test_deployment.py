@@ -417,3 +417,14 @@ def test_dockerignore_keeps_local_state_out_and_the_sources_in(dockerfile: list[
                 assert not ignored(source.rstrip("/")), (
                     f".dockerignore hides {source}, which the Dockerfile copies"
                 )
+
+
+def test_readme_describes_the_compose_deployment() -> None:
+    """The README says what `docker compose up` starts; the names must be the file's."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "docker compose up" in readme
+    services = set(yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"])
+    for name in ("redis", "postgres", "migrate", "worker-events", "worker-background", "beat", "web"):
+        assert name in services
+    for word in ("Redis", "PostgreSQL", "migrate", "worker-events", "beat"):
+        assert word in readme
