@@ -1,15 +1,18 @@
-"""A circuit breaker per plugin, per process: a plugin that keeps timing out stops being called.
+"""A circuit breaker per plugin: a plugin that keeps timing out stops being called.
 
 Every timed-out call costs its whole time limit; a plugin that hangs on every call would cost
 every other plugin that much per event. After ``threshold`` consecutive timeouts the breaker
 opens: the plugin is not called (its results are stored as ``skipped`` with the reason, and
 can be re-run later with ``services-ai replay``). After the cool-down one call is let through;
 a success closes the breaker, another timeout re-opens it for twice as long (up to an hour).
+
+Breakers are shared through the database (``plugin_breakers``): a breaker opened in one worker
+process is adopted by every other within a registry poll interval, so a hanging plugin costs the
+deployment its threshold of timeouts once, not once per process.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,8 +24,17 @@ MAX_COOLDOWN = 3600.0
 @dataclass
 class _State:
     consecutive: int = 0
-    open_until: float = 0.0
+    open_until: datetime | None = None
     cooldown: float = 0.0
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A breaker as shared: open until a time (``None``: closed again), and its cool-down."""
+
+    plugin_id: str
+    open_until: datetime | None
+    cooldown: float
 
 
 class Breakers:
@@ -30,31 +42,54 @@ class Breakers:
         self.threshold = threshold
         self.base_cooldown = cooldown
         self._states: dict[str, _State] = {}
+        self._changed: dict[str, Trip] = {}
 
     def blocked_until(self, plugin_id: str) -> datetime | None:
         """When the plugin may be called again, or ``None`` if it may be called now."""
         state = self._states.get(plugin_id)
-        if state is None or state.open_until == 0.0:
+        if state is None or state.open_until is None:
             return None
-        left = state.open_until - time.monotonic()
-        if left <= 0:
+        if state.open_until <= datetime.now(UTC):
             return None  # half-open: this call is the probe
-        return datetime.now(UTC) + timedelta(seconds=left)
+        return state.open_until
 
     def record(self, plugin_id: str, status: str) -> None:
-        state = self._states.setdefault(plugin_id, _State())
+        state = self._states.get(plugin_id)
         if status != TIMEOUT:
-            if state.consecutive or state.open_until:
+            if state is not None and (state.consecutive or state.open_until):
+                was_open = state.open_until is not None
                 self._states[plugin_id] = _State()
+                if was_open:
+                    self._changed[plugin_id] = Trip(plugin_id, None, 0.0)
             return
+        if state is None:
+            state = self._states[plugin_id] = _State()
         state.consecutive += 1
-        if state.open_until:  # the probe failed: open again, for longer
+        if state.open_until is not None:  # the probe failed: open again, for longer
             state.cooldown = min(state.cooldown * 2, MAX_COOLDOWN)
-            state.open_until = time.monotonic() + state.cooldown
         elif state.consecutive >= self.threshold:
             state.cooldown = self.base_cooldown
-            state.open_until = time.monotonic() + state.cooldown
+        else:
+            return
+        state.open_until = datetime.now(UTC) + timedelta(seconds=state.cooldown)
+        self._changed[plugin_id] = Trip(plugin_id, state.open_until, state.cooldown)
+
+    def adopt(self, trips: list[Trip]) -> None:
+        """Open the breakers other processes opened (a later or longer opening wins)."""
+        for trip in trips:
+            if trip.open_until is None:
+                continue
+            state = self._states.setdefault(trip.plugin_id, _State())
+            if state.open_until is None or trip.open_until > state.open_until:
+                state.open_until = trip.open_until
+                state.cooldown = max(state.cooldown, trip.cooldown)
+                state.consecutive = max(state.consecutive, self.threshold)
+
+    def take_changes(self) -> list[Trip]:
+        """What opened or closed here since the last call, to share."""
+        changes, self._changed = list(self._changed.values()), {}
+        return changes
 
     def open_plugins(self) -> list[str]:
-        now = time.monotonic()
-        return [pid for pid, s in self._states.items() if s.open_until > now]
+        now = datetime.now(UTC)
+        return [pid for pid, s in self._states.items() if s.open_until is not None and s.open_until > now]

@@ -273,3 +273,14 @@ class ExportRow(Base):
     plugin_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer)
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class PluginBreaker(Base):
+    """A plugin's open circuit breaker, shared by every worker process (see ``breaker.py``)."""
+
+    __tablename__ = "plugin_breakers"
+
+    plugin_id: Mapped[str] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True)
+    open_until: Mapped[datetime] = mapped_column()
+    cooldown: Mapped[float] = mapped_column(default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

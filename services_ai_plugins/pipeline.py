@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,7 @@ from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from schemas.errors import ContractError
 from schemas.events import BookingUpdated, parse_event
 from schemas.jsonload import strict_json_loads
-from services_ai_plugins.breaker import Breakers
+from services_ai_plugins.breaker import Breakers, Trip
 from services_ai_plugins.dispatch import SKIPPED, SUCCESS, Outcome, invoke
 from services_ai_plugins.errors import TransientError
 from services_ai_plugins.host import Host
@@ -164,9 +165,31 @@ class EventProcessor:
         self.runtime = runtime
         self.store = ResultStore(host.db)
         self.breakers = Breakers(self.config.breaker_threshold, self.config.breaker_cooldown)
+        self._breakers_read_at: float | None = None
 
     def close(self) -> None:
         self.store.close()
+
+    def _adopt_breakers(self, conn: Connection) -> None:
+        """Take on breakers other processes opened, at most once per registry poll interval."""
+        now = time.monotonic()
+        if (
+            self._breakers_read_at is not None
+            and now - self._breakers_read_at < self.config.registry_poll_seconds
+        ):
+            return
+        self._breakers_read_at = now
+        self.breakers.adopt(self.store.open_breakers(conn))
+
+    def _share_breakers(self, conn: Connection, trips: list[Trip]) -> None:
+        try:
+            self.store.share_breakers(conn, trips)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Sharing is an optimisation (every process still has its own breaker): never let it
+            # cost a batch.
+            log.warning("could not share circuit breakers: %s", exc)
 
     # -- the batch ------------------------------------------------------------------------
 
@@ -190,6 +213,7 @@ class EventProcessor:
         try:
             with self.store.connection() as conn:
                 self.runtime.refresh()
+                self._adopt_breakers(conn)
                 try:
                     # A message delivered before (redelivered by the broker, or sent again by a
                     # retry) finds the results stored the first time: those plugins are not
@@ -211,6 +235,9 @@ class EventProcessor:
                     result_rows.extend(rows)
                     report.calls += len(rows)
                     event_rows.append(self._event_row(event, item, failures, now))
+                trips = self.breakers.take_changes()
+                if trips:
+                    self._share_breakers(conn, trips)
                 try:
                     self.store.write(conn, event_rows, result_rows, dead, fresh=not seen_before)
                 except Exception as exc:

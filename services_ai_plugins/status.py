@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from services_ai_plugins.broker import EVENTS_QUEUE, QUEUES, queue_depths, safe_url
 from services_ai_plugins.events import EventService
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import Plugin, WidgetSnapshot
+from services_ai_plugins.models import Plugin, PluginBreaker, WidgetSnapshot, utcnow
 
 
 def collect(host: Host) -> dict[str, Any]:
@@ -29,6 +29,11 @@ def collect(host: Host) -> dict[str, Any]:
             s.execute(select(WidgetSnapshot.status, func.count()).group_by(WidgetSnapshot.status)).all()
         )
         stale = s.scalar(select(func.count()).where(WidgetSnapshot.stale_since.is_not(None))) or 0
+        breakers = s.execute(
+            select(PluginBreaker.plugin_id, PluginBreaker.open_until).where(
+                PluginBreaker.open_until > utcnow()
+            )
+        ).all()
     return {
         "events": {
             "total": counts["stored"] + counts["dead"] + queued,
@@ -45,5 +50,7 @@ def collect(host: Host) -> dict[str, Any]:
             "enabled": int(plugins.get(True, 0)),
         },
         "widgets": {"by_status": {k: int(v) for k, v in widgets.items()}, "stale": int(stale)},
+        # Plugins not being called because they kept timing out (until when).
+        "breakers_open": {pid: until.isoformat() for pid, until in breakers},
         "registry_revision": host.registry.revision(),
     }

@@ -16,15 +16,16 @@ import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import Connection, insert, select, text
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 
+from services_ai_plugins.breaker import Trip
 from services_ai_plugins.db import Database
-from services_ai_plugins.models import DeadLetter, EventRecord, HookResult, utcnow
+from services_ai_plugins.models import DeadLetter, EventRecord, HookResult, PluginBreaker, utcnow
 
 EVENT_COLUMNS = (
     "event_id", "type", "source", "occurred_at", "received_at", "completed_at",
@@ -145,6 +146,34 @@ class ResultStore:
             ).all()
         conn.commit()
         return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+    def open_breakers(self, conn: Connection) -> list[Trip]:
+        """Breakers open anywhere in the deployment (a few rows at most)."""
+        now = utcnow()
+        rows = conn.execute(
+            select(PluginBreaker.plugin_id, PluginBreaker.open_until, PluginBreaker.cooldown).where(
+                PluginBreaker.open_until > now
+            )
+        ).all()
+        conn.commit()
+        return [Trip(r[0], r[1] if r[1].tzinfo else r[1].replace(tzinfo=UTC), float(r[2])) for r in rows]
+
+    def share_breakers(self, conn: Connection, trips: list[Trip]) -> None:
+        """Record breakers this process opened (or closed) for the others."""
+        insert_fn = postgresql.insert if self.postgres else sqlite.insert
+        now = utcnow()
+        try:
+            for trip in trips:
+                if trip.open_until is None:
+                    conn.execute(delete(PluginBreaker).where(PluginBreaker.plugin_id == trip.plugin_id))
+                    continue
+                values = {"open_until": trip.open_until, "cooldown": trip.cooldown, "updated_at": now}
+                ins = insert_fn(PluginBreaker).values(plugin_id=trip.plugin_id, **values)
+                conn.execute(ins.on_conflict_do_update(index_elements=[PluginBreaker.plugin_id], set_=values))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     def write(
         self,
