@@ -126,18 +126,26 @@ def throughput(
 
 
 def latency(
-    bench: Bench, rate: float, seconds: float, plugins: int, workers: int, pool: str, sleeper: bool = False
+    bench: Bench,
+    rate: float,
+    seconds: float,
+    plugins: int,
+    workers: int,
+    pool: str,
+    sleeper: bool = False,
+    warmup: float = 2.0,
 ) -> dict[str, float]:
     """Publish at a steady ``rate`` for ``seconds``; publish -> results committed, per event.
 
-    Two seconds at the same rate come first and are not counted: steady state, not start-up.
+    ``warmup`` seconds at the same rate come first and are not counted (steady state, not
+    start-up); the worst latency during the warm-up is reported as ``warmup_max_ms``.
     """
     host = bench.reset()
     install_plugins(bench, host, plugins, sleeper)
     procs = bench.start_workers(workers, pool=pool)
     try:
         publisher = Publisher(bench.config())
-        warm = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"warm-{i}"}), rate, 2)
+        warm = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"warm-{i}"}), rate, warmup)
         sent = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"lat-{i}"}), rate, seconds)
         drain_rate(lambda: _done(host), warm + sent, timeout=300)
     finally:
@@ -149,12 +157,19 @@ def latency(
                 " WHERE event_id LIKE 'lat-%'"
             )
         ).all()
+        warm_max = conn.execute(
+            text(
+                "SELECT MAX(EXTRACT(EPOCH FROM completed_at - occurred_at) * 1000) FROM events"
+                " WHERE event_id LIKE 'warm-%'"
+            )
+        ).scalar()
     host.close()
     values = [float(r[0]) for r in rows]
     return {
         "rate_per_s": sent / seconds,
         **{f"{k}_ms": v for k, v in summary(values).items() if k != "n"},
         "events": float(len(values)),
+        "warmup_max_ms": float(warm_max or 0.0),
     }
 
 
