@@ -91,7 +91,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 5,
                 1,
                 sleeper=True,
-                warmup=10.0,
                 **kw,
             )
         main_plugins = 5 if 5 in args.plugin_counts else args.plugin_counts[0]
@@ -106,6 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 main_plugins,
                 1,
                 sleeper=True,
+                warmup=10.0,
                 **kw,
             )
         out["latency"] = step(
