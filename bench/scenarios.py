@@ -112,15 +112,17 @@ def throughput(
     finally:
         stop_all(procs)
     with host.db.engine.connect() as conn:
-        calls = int(
-            conn.execute(text("SELECT count(*) FROM hook_results WHERE status = 'success'")).scalar() or 0
+        statuses = dict(
+            conn.execute(text("SELECT status, count(*) FROM hook_results GROUP BY status")).tuples().all()
         )
     host.close()
     return {
         "publish_per_s": n / publish_s,
         "events_per_s": drained["per_s"],
         "plugin_calls_per_s": drained["per_s"] * plugins,
-        "successful_calls": calls,
+        "successful_calls": int(statuses.get("success", 0)),
+        "timeouts": int(statuses.get("timeout", 0)),
+        "skipped": int(statuses.get("skipped", 0)),
         "cpu_cores": cpu,
     }
 

@@ -8,7 +8,10 @@ a success closes the breaker, another timeout re-opens it for twice as long (up 
 
 Breakers are shared through the database (``plugin_breakers``): a breaker opened in one worker
 process is adopted by every other within a registry poll interval, so a hanging plugin costs the
-deployment its threshold of timeouts once, not once per process.
+deployment its threshold of timeouts once, not once per process. The probe after a cool-down is
+claimed through the database too: one process makes it while the others keep skipping, so a
+plugin that still hangs costs the deployment one time limit per cool-down, not one per process
+(all of which would otherwise stall at the same moment, having adopted the same breaker).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class _State:
     consecutive: int = 0
     open_until: datetime | None = None
     cooldown: float = 0.0
+    probing: bool = False  # this process holds the probe of an expired breaker
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Breakers:
     def blocked_until(self, plugin_id: str) -> datetime | None:
         """When the plugin may be called again, or ``None`` if it may be called now."""
         state = self._states.get(plugin_id)
-        if state is None or state.open_until is None:
+        if state is None or state.open_until is None or state.probing:
             return None
         if state.open_until <= datetime.now(UTC):
             return None  # half-open: this call is the probe
@@ -67,6 +71,7 @@ class Breakers:
         state.consecutive += 1
         if state.open_until is not None:  # the probe failed: open again, for longer
             state.cooldown = min(state.cooldown * 2, MAX_COOLDOWN)
+            state.probing = False
         elif state.consecutive >= self.threshold:
             state.cooldown = self.base_cooldown
         else:
@@ -74,8 +79,12 @@ class Breakers:
         state.open_until = datetime.now(UTC) + timedelta(seconds=state.cooldown)
         self._changed[plugin_id] = Trip(plugin_id, state.open_until, state.cooldown)
 
-    def adopt(self, trips: list[Trip]) -> None:
-        """Open the breakers other processes opened (a later or longer opening wins)."""
+    def adopt(self, trips: list[Trip], complete: bool = False) -> None:
+        """Open the breakers other processes opened (a later or longer opening wins).
+
+        ``complete``: ``trips`` are all the breakers open in the deployment, so one open here
+        and missing there was closed by another process's successful probe: close it here too.
+        """
         for trip in trips:
             if trip.open_until is None:
                 continue
@@ -84,6 +93,32 @@ class Breakers:
                 state.open_until = trip.open_until
                 state.cooldown = max(state.cooldown, trip.cooldown)
                 state.consecutive = max(state.consecutive, self.threshold)
+        if complete:
+            shared = {t.plugin_id for t in trips if t.open_until is not None}
+            now = datetime.now(UTC)
+            for plugin_id, state in list(self._states.items()):
+                if (
+                    state.open_until is not None
+                    and state.open_until > now
+                    and not state.probing
+                    and plugin_id not in shared
+                ):
+                    self._states[plugin_id] = _State()
+
+    def due_probes(self) -> list[Trip]:
+        """Breakers whose cool-down has passed and whose probe this process has not claimed."""
+        now = datetime.now(UTC)
+        return [
+            Trip(pid, s.open_until, s.cooldown)
+            for pid, s in self._states.items()
+            if s.open_until is not None and s.open_until <= now and not s.probing
+        ]
+
+    def claimed(self, plugin_id: str) -> None:
+        """This process makes the probe: its next call of the plugin goes through."""
+        state = self._states.get(plugin_id)
+        if state is not None:
+            state.probing = True
 
     def take_changes(self) -> list[Trip]:
         """What opened or closed here since the last call, to share."""

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -170,16 +170,30 @@ class EventProcessor:
     def close(self) -> None:
         self.store.close()
 
-    def _adopt_breakers(self, conn: Connection) -> None:
-        """Take on breakers other processes opened, at most once per registry poll interval."""
+    def _sync_breakers(self, conn: Connection) -> None:
+        """Take on breakers other processes opened (at most once per registry poll interval),
+        and claim the probe of any whose cool-down has passed: one process in the deployment
+        makes it, the others keep skipping until it has."""
         now = time.monotonic()
         if (
-            self._breakers_read_at is not None
-            and now - self._breakers_read_at < self.config.registry_poll_seconds
+            self._breakers_read_at is None
+            or now - self._breakers_read_at >= self.config.registry_poll_seconds
         ):
-            return
-        self._breakers_read_at = now
-        self.breakers.adopt(self.store.open_breakers(conn))
+            self._breakers_read_at = now
+            self.breakers.adopt(self.store.open_breakers(conn), complete=True)
+        for trip in self.breakers.due_probes():
+            hold_until = utcnow() + timedelta(seconds=max(trip.cooldown, self.config.plugin_time_limit * 2))
+            try:
+                held = self.store.claim_probe(conn, trip, hold_until)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.warning("could not claim a circuit breaker's probe: %s", exc)
+                held = None  # probe from here: at worst one more call than needed
+            if held is None:
+                self.breakers.claimed(trip.plugin_id)
+            else:
+                self.breakers.adopt([held])
 
     def _share_breakers(self, conn: Connection, trips: list[Trip]) -> None:
         try:
@@ -213,7 +227,7 @@ class EventProcessor:
         try:
             with self.store.connection() as conn:
                 self.runtime.refresh()
-                self._adopt_breakers(conn)
+                self._sync_breakers(conn)
                 try:
                     # A message delivered before (redelivered by the broker, or sent again by a
                     # retry) finds the results stored the first time: those plugins are not

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services_ai_plugins.breaker import Trip
@@ -157,6 +157,33 @@ class ResultStore:
         ).all()
         conn.commit()
         return [Trip(r[0], r[1] if r[1].tzinfo else r[1].replace(tzinfo=UTC), float(r[2])) for r in rows]
+
+    def claim_probe(self, conn: Connection, trip: Trip, hold_until: datetime) -> Trip | None:
+        """Claim the probe of an expired breaker for this process, holding the others off until
+        ``hold_until``: ``None`` if claimed (or no longer shared: probe anyway), else the breaker
+        as another process holds it."""
+        now = utcnow()
+        try:
+            claimed = conn.execute(
+                update(PluginBreaker)
+                .where(PluginBreaker.plugin_id == trip.plugin_id, PluginBreaker.open_until <= now)
+                .values(open_until=hold_until, updated_at=now)
+            ).rowcount
+            row = None
+            if not claimed:
+                row = conn.execute(
+                    select(PluginBreaker.open_until, PluginBreaker.cooldown).where(
+                        PluginBreaker.plugin_id == trip.plugin_id
+                    )
+                ).first()
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        if row is None:
+            return None
+        until = row[0] if row[0].tzinfo else row[0].replace(tzinfo=UTC)
+        return Trip(trip.plugin_id, until, float(row[1]))
 
     def share_breakers(self, conn: Connection, trips: list[Trip]) -> None:
         """Record breakers this process opened (or closed) for the others."""

@@ -3,6 +3,7 @@ adopted by the others through the database."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -83,6 +84,91 @@ def test_a_breaker_opened_in_one_process_is_adopted_by_another(tmp_path: Path, d
     (result,) = EventService(host).show("b")["results"]
     assert result["status"] == "skipped"  # adopted: not called, no time limit spent
     assert result["duration_ms"] == 0.0
+    for processor in (first, second):
+        processor.close()
+        processor.runtime.close()
+    host.close()
+
+
+def test_a_claimed_probe_is_not_made_twice() -> None:
+    b = Breakers(threshold=1, cooldown=10)
+    b.record("p", "timeout")
+    b._states["p"].open_until = datetime.now(UTC) - timedelta(seconds=1)  # the cool-down passed
+    (due,) = b.due_probes()
+    assert due.plugin_id == "p" and due.cooldown == 10
+    b.claimed("p")
+    assert b.due_probes() == []  # claimed: not claimed again
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    b.adopt([Trip("p", later, 10)])  # our own hold, read back from the database
+    assert b.blocked_until("p") is None  # the probe still goes through here
+
+
+def test_a_breaker_closed_elsewhere_closes_here() -> None:
+    b = Breakers(threshold=1, cooldown=60)
+    until = datetime.now(UTC) + timedelta(seconds=60)
+    b.adopt([Trip("p", until, 60), Trip("q", until, 60)])
+    b.adopt([Trip("q", until, 60)])  # a partial view closes nothing
+    assert b.open_plugins() == ["p", "q"]
+    b.adopt([Trip("q", until, 60)], complete=True)  # every open breaker: p's probe succeeded
+    assert b.open_plugins() == ["q"]
+    assert b.blocked_until("p") is None
+
+
+def test_one_process_probes_after_the_cooldown_the_others_keep_skipping(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = make_config(
+        tmp_path / "data",
+        database_url,
+        plugin_time_limit=0.1,
+        breaker_threshold=1,
+        breaker_cooldown=0.3,
+        registry_poll_seconds=0.01,
+    )
+    host = Host(config).ready()
+    hanging = tmp_path / "hanging"
+    hanging.write_text("yes")
+    folder = write_plugin(
+        tmp_path / "flaky",
+        manifest_for("Flaky"),
+        "from pathlib import Path\nimport time\nfrom services_ai_plugins import hookimpl\n\n"
+        "@hookimpl\ndef lead_created(lead):\n"
+        f"    if Path({str(hanging)!r}).exists():\n        time.sleep(3)\n"
+        "    return {'ok': True}\n",
+    )
+    host.registry.install(folder)
+    host.registry.grant("flaky", "lead_access")
+    host.registry.enable("flaky")
+    first = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
+    second = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
+    events = EventService(host)
+
+    def lead(event_id: str) -> list[Incoming]:
+        return [Incoming({"type": "lead.created", "event_id": event_id, "data": {"id": "L"}})]
+
+    def status(event_id: str) -> str:
+        (result,) = events.show(event_id)["results"]
+        return str(result["status"])
+
+    first.process(lead("trip"))
+    second.process(lead("adopted"))
+    assert (status("trip"), status("adopted")) == ("timeout", "skipped")
+    time.sleep(0.35)  # both processes' breakers are past their cool-down
+    with first.store.connection() as conn:
+        first._sync_breakers(conn)  # the first process's next batch claims the probe ...
+    second.process(lead("held"))  # ... so the second, whose cool-down passed too, still skips
+    assert status("held") == "skipped"
+    first.process(lead("probe"))
+    assert status("probe") == "timeout"  # one probe in the deployment, and it timed out
+    assert "flaky" in collect(host)["breakers_open"]  # open again, for twice as long
+
+    hanging.unlink()  # the plugin recovers
+    time.sleep(0.65)
+    second.process(lead("recovered"))  # this time the second process claims and makes the probe
+    assert status("recovered") == "success"
+    assert collect(host)["breakers_open"] == {}  # closed for everyone
+    first.process(lead("after"))
+    assert status("after") == "success"
     for processor in (first, second):
         processor.close()
         processor.runtime.close()
