@@ -54,27 +54,33 @@ def test_adopting_a_shared_breaker() -> None:
     assert b.open_plugins() == ["p"]
 
 
-def test_a_breaker_opened_in_one_process_is_adopted_by_another(tmp_path: Path, database_url: str) -> None:
+def _two_processes(
+    tmp_path: Path, database_url: str, name: str, source: str, **settings: float
+) -> tuple[Host, EventProcessor, EventProcessor]:
+    """A host with one permitted, enabled plugin, and two event processors (two worker
+    processes) on its database."""
     config = make_config(
-        tmp_path / "data",
-        database_url,
-        plugin_time_limit=0.1,
-        breaker_threshold=2,
-        breaker_cooldown=120,
-        registry_poll_seconds=0.01,
+        tmp_path / "data", database_url, plugin_time_limit=0.1, registry_poll_seconds=0.01, **settings
     )
     host = Host(config).ready()
-    folder = write_plugin(
-        tmp_path / "hang",
-        manifest_for("Hang"),
-        "from services_ai_plugins import hookimpl\nimport time\n\n"
-        "@hookimpl\ndef lead_created(lead):\n    time.sleep(3)\n",
-    )
-    host.registry.install(folder)
-    host.registry.grant("hang", "lead_access")
-    host.registry.enable("hang")
+    plugin_id = host.registry.install(write_plugin(tmp_path / "plugin", manifest_for(name), source)).plugin.id
+    host.registry.grant(plugin_id, "lead_access")
+    host.registry.enable(plugin_id)
     first = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
     second = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
+    return host, first, second
+
+
+def test_a_breaker_opened_in_one_process_is_adopted_by_another(tmp_path: Path, database_url: str) -> None:
+    host, first, second = _two_processes(
+        tmp_path,
+        database_url,
+        "Hang",
+        "from services_ai_plugins import hookimpl\nimport time\n\n"
+        "@hookimpl\ndef lead_created(lead):\n    time.sleep(3)\n",
+        breaker_threshold=2,
+        breaker_cooldown=120,
+    )
     second.process([Incoming({"type": "lead.created", "event_id": "warm", "data": {"id": "W"}})])  # 1 timeout
     first.process(
         [Incoming({"type": "lead.created", "event_id": f"a{i}", "data": {"id": "L"}}) for i in range(2)]
@@ -117,30 +123,19 @@ def test_a_breaker_closed_elsewhere_closes_here() -> None:
 def test_one_process_probes_after_the_cooldown_the_others_keep_skipping(
     tmp_path: Path, database_url: str
 ) -> None:
-    config = make_config(
-        tmp_path / "data",
-        database_url,
-        plugin_time_limit=0.1,
-        breaker_threshold=1,
-        breaker_cooldown=0.3,
-        registry_poll_seconds=0.01,
-    )
-    host = Host(config).ready()
     hanging = tmp_path / "hanging"
     hanging.write_text("yes")
-    folder = write_plugin(
-        tmp_path / "flaky",
-        manifest_for("Flaky"),
+    host, first, second = _two_processes(
+        tmp_path,
+        database_url,
+        "Flaky",
         "from pathlib import Path\nimport time\nfrom services_ai_plugins import hookimpl\n\n"
         "@hookimpl\ndef lead_created(lead):\n"
         f"    if Path({str(hanging)!r}).exists():\n        time.sleep(3)\n"
         "    return {'ok': True}\n",
+        breaker_threshold=1,
+        breaker_cooldown=0.3,
     )
-    host.registry.install(folder)
-    host.registry.grant("flaky", "lead_access")
-    host.registry.enable("flaky")
-    first = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
-    second = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
     events = EventService(host)
 
     def lead(event_id: str) -> list[Incoming]:
