@@ -54,7 +54,10 @@ class Config(BaseSettings):
     )
     batch_size: int = Field(default=50, ge=1, le=1000, description="Events a worker processes per batch.")
     batch_interval: float = Field(
-        default=0.005, gt=0, le=5, description="Seconds a worker waits to fill a batch."
+        default=0.005,
+        gt=0,
+        le=5,
+        description="Seconds a batch waits to fill (solo pool); with prefork, the wake-up interval.",
     )
     task_time_limit: int = Field(
         default=1800, ge=10, description="Hard limit (s) on one task; the soft limit is 30 s less."
