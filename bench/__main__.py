@@ -48,11 +48,15 @@ def machine() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    bench = Bench(args.postgres, args.redis, time_limit=args.time_limit, batch_size=args.batch_size)
+    bench = Bench(
+        args.postgres,
+        args.redis,
+        time_limit=args.time_limit,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+    )
     n, pool, conc = args.events, args.pool, args.concurrency
     kw = {"pool": pool}
-    original = bench.start_workers
-    bench.start_workers = lambda count, **k: original(count, **{"concurrency": conc, **k})  # type: ignore[method-assign]
     out: dict[str, Any] = {
         "machine": machine(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

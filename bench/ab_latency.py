@@ -48,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
     args = parser.parse_args(argv)
-    bench = Bench(args.postgres, args.redis)
-    original = bench.start_workers
-    bench.start_workers = lambda count, **k: original(count, **{"concurrency": args.concurrency, **k})  # type: ignore[method-assign]
+    bench = Bench(args.postgres, args.redis, concurrency=args.concurrency)
     try:
         for _ in range(args.rounds):
             for sleeper in (False, True):

@@ -72,6 +72,7 @@ class Bench:
     time_limit: float = 0.5
     batch_size: int = 50
     batch_interval: float = 0.005
+    concurrency: int = 1  # pool processes per prefork worker
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sai-bench-")))
     secret_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
 
@@ -163,7 +164,6 @@ class Bench:
         app: str = "workers",
         queues: str = "events",
         pool: str = "solo",
-        concurrency: int = 1,
         env: dict[str, str] | None = None,
     ) -> list[Worker]:
         workers = []
@@ -187,7 +187,7 @@ class Bench:
                 f"bench{i}-{os.getpid()}@%h",
             ]
             if pool != "solo":
-                args += ["-c", str(concurrency)]
+                args += ["-c", str(self.concurrency)]
             proc = subprocess.Popen(
                 args,
                 cwd=REPO,

@@ -16,7 +16,7 @@ import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from psycopg.errors import UniqueViolation
@@ -156,7 +156,7 @@ class ResultStore:
             )
         ).all()
         conn.commit()
-        return [Trip(r[0], r[1] if r[1].tzinfo else r[1].replace(tzinfo=UTC), float(r[2])) for r in rows]
+        return [Trip(r[0], r[1], float(r[2])) for r in rows]  # UTCDateTime: aware on every backend
 
     def claim_probe(self, conn: Connection, trip: Trip, hold_until: datetime) -> Trip | None:
         """Claim the probe of an expired breaker for this process, holding the others off until
@@ -182,8 +182,7 @@ class ResultStore:
             raise
         if row is None:
             return None
-        until = row[0] if row[0].tzinfo else row[0].replace(tzinfo=UTC)
-        return Trip(trip.plugin_id, until, float(row[1]))
+        return Trip(trip.plugin_id, row[0], float(row[1]))
 
     def share_breakers(self, conn: Connection, trips: list[Trip]) -> None:
         """Record breakers this process opened (or closed) for the others."""
