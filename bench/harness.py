@@ -21,8 +21,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
 from services_ai_plugins.config import Config
-from services_ai_plugins.db import Database, normalise_url
 from services_ai_plugins.host import Host
+from services_ai_plugins.infra.db import Database, normalise_url
 
 REPO = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).parent / "celery")

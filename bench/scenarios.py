@@ -25,11 +25,12 @@ from bench.harness import (
     stop_all,
     summary,
 )
-from services_ai_plugins import archive, dispatch
+from services_ai_plugins.calling import dispatch
+from services_ai_plugins.features.widgets import WidgetService
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import EventRecord
+from services_ai_plugins.infra.models import EventRecord
+from services_ai_plugins.lifecycle import archive
 from services_ai_plugins.publisher import Publisher
-from services_ai_plugins.widgets import WidgetService
 
 LEAD = {
     "id": "L",
@@ -178,7 +179,7 @@ def latency(
 def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
     """Snapshots of ``plugins`` widgets read in a loop; no plugin code may run."""
     host = bench.reset()
-    from services_ai_plugins.runtime import PluginRuntime
+    from services_ai_plugins.calling.runtime import PluginRuntime
 
     for i in range(plugins):
         folder = bench.write_plugin(

@@ -9,9 +9,9 @@ from __future__ import annotations
 import functools
 
 from services_ai_plugins.config import Config, get_config
-from services_ai_plugins.db import Database
-from services_ai_plugins.registry import PluginRegistry
-from services_ai_plugins.settings import Keyring
+from services_ai_plugins.infra.db import Database
+from services_ai_plugins.lifecycle.registry import PluginRegistry
+from services_ai_plugins.lifecycle.settings import Keyring
 
 
 class Host:

@@ -21,9 +21,9 @@ from pydantic import BaseModel
 
 from schemas.errors import ContractError
 from schemas.events import BookingCreated, BookingUpdated, LeadCreated, parse_event
-from services_ai_plugins.broker import EVENT_TASK, EVENTS_QUEUE, celery_settings, safe_url
 from services_ai_plugins.config import Config, get_config
 from services_ai_plugins.errors import BrokerUnavailableError, EventError
+from services_ai_plugins.infra.broker import EVENT_TASK, EVENTS_QUEUE, celery_settings, safe_url
 
 Envelope = LeadCreated | BookingCreated | BookingUpdated
 

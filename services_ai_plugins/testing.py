@@ -19,9 +19,9 @@ from typing import Any
 
 from schemas.errors import ContractError
 from schemas.manifest import parse_manifest
-from services_ai_plugins.context import build_context
+from services_ai_plugins.calling.context import build_context
+from services_ai_plugins.calling.loader import LoadedPlugin, PluginLoader
 from services_ai_plugins.errors import ManifestError, PluginLoadError
-from services_ai_plugins.loader import LoadedPlugin, PluginLoader
 
 
 class PluginHarness:

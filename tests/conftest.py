@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from services_ai_plugins.config import Config, reset_config
-from services_ai_plugins.db import Database, normalise_url
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import Base
+from services_ai_plugins.infra.db import Database, normalise_url
+from services_ai_plugins.infra.models import Base
 from tests.helpers import POSTGRES_URL, make_config
 
 

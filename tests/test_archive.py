@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services_ai_plugins import archive
-from services_ai_plugins.archive import (
+from services_ai_plugins.errors import ArchiveError
+from services_ai_plugins.lifecycle import archive
+from services_ai_plugins.lifecycle.archive import (
     ArchiveLimits,
     Member,
     extract_zip,
@@ -32,7 +33,6 @@ from services_ai_plugins.archive import (
     read_archive_bytes,
     sha256_hex,
 )
-from services_ai_plugins.errors import ArchiveError
 
 CORPUS = Path(__file__).parent / "data" / "zips"
 REJECT = CORPUS / "reject"

@@ -7,12 +7,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services_ai_plugins.breaker import Breakers, Trip
-from services_ai_plugins.events import EventService
+from services_ai_plugins.calling.breaker import Breakers, Trip
+from services_ai_plugins.calling.runtime import PluginRuntime
+from services_ai_plugins.features.status import collect
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline import EventProcessor, Incoming
-from services_ai_plugins.runtime import PluginRuntime
-from services_ai_plugins.status import collect
+from services_ai_plugins.pipeline.events import EventService
+from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
 from tests.helpers import make_config, manifest_for, write_plugin
 
 

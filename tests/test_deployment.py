@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from services_ai_plugins.broker import QUEUES
 from services_ai_plugins.config import Config
+from services_ai_plugins.infra.broker import QUEUES
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"

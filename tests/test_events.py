@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.errors import NotFoundError, PluginStateError
-from services_ai_plugins.events import EventService
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline import EventProcessor, Incoming
-from services_ai_plugins.runtime import PluginRuntime
+from services_ai_plugins.pipeline.events import EventService
+from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
 from tests.helpers import manifest_for, write_plugin
 
 COUNTER = """

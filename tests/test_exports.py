@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from services_ai_plugins.exports import ExportError, ExportService, csv_cell
+from services_ai_plugins.calling.runtime import PluginRuntime
+from services_ai_plugins.features.exports import ExportError, ExportService, csv_cell
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline import EventProcessor, Incoming
-from services_ai_plugins.runtime import PluginRuntime
+from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
 from tests.helpers import SAMPLE_PLUGIN, manifest_for, write_plugin
 
 EXPORTER = """

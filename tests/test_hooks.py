@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from schemas.manifest import HOOK_NAMES
-from services_ai_plugins.exports import ExportService
+from services_ai_plugins.calling.runtime import PluginRuntime
+from services_ai_plugins.features.exports import ExportService
+from services_ai_plugins.features.widgets import WidgetService
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline import EventProcessor, Incoming
-from services_ai_plugins.runtime import PluginRuntime
-from services_ai_plugins.widgets import WidgetService
+from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
 from tests.helpers import REPO, manifest_for, write_plugin
 
 # Every hook records what it received (argument names and a few values) in a JSON-lines file.

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from schemas.manifest import parse_manifest
+from services_ai_plugins.calling.loader import PluginLoader, discover_entry_points
 from services_ai_plugins.errors import PluginLoadError
-from services_ai_plugins.loader import PluginLoader, discover_entry_points
 from services_ai_plugins.testing import PluginHarness
 from tests.helpers import PLUGINS, SAMPLE_PLUGIN
 
@@ -64,7 +64,7 @@ def test_plan_seed_style_module_functions_work() -> None:
 
 def test_seed_alias_modules_never_shadow_real_ones() -> None:
     # The aliases come last on sys.meta_path: a real package of the same name would win.
-    from services_ai_plugins.compat import SeedAliasFinder
+    from services_ai_plugins.calling.compat import SeedAliasFinder
 
     assert isinstance(sys.meta_path[-1], SeedAliasFinder) or any(
         isinstance(f, SeedAliasFinder) for f in sys.meta_path

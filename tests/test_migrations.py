@@ -6,8 +6,8 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from services_ai_plugins.db import Database
-from services_ai_plugins.models import Base
+from services_ai_plugins.infra.db import Database
+from services_ai_plugins.infra.models import Base
 
 
 def test_migrations_match_the_models(database_url: str) -> None:

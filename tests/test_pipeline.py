@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from services_ai_plugins.events import EventService
+from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import DeadLetter, EventRecord, HookResult
-from services_ai_plugins.pipeline import ACK, RETRY, EventProcessor, Incoming, backoff
-from services_ai_plugins.runtime import PluginRuntime
+from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult
+from services_ai_plugins.pipeline.events import EventService
+from services_ai_plugins.pipeline.processor import ACK, RETRY, EventProcessor, Incoming, backoff
 from tests.helpers import make_config, manifest_for, write_plugin
 
 RECORDER = """

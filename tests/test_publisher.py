@@ -87,8 +87,8 @@ def test_a_broker_that_stays_down_is_a_clear_error(tmp_path) -> None:
 def test_importing_the_publisher_loads_no_plugin_machinery() -> None:
     code = (
         "import sys; import services_ai_plugins.publisher as p; "
-        "bad = [m for m in sys.modules if m.startswith(('services_ai_plugins.loader', 'services_ai_plugins.registry',"
-        " 'services_ai_plugins.runtime', 'sqlalchemy', 'workers', '_sai_plugin_'))]; print(bad)"
+        "bad = [m for m in sys.modules if m.startswith(('services_ai_plugins.calling.loader', 'services_ai_plugins.lifecycle.registry',"
+        " 'services_ai_plugins.calling.runtime', 'sqlalchemy', 'workers', '_sai_plugin_'))]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from services_ai_plugins import archive
 from services_ai_plugins.errors import (
     ManifestError,
     PermissionDeniedError,
@@ -19,7 +18,8 @@ from services_ai_plugins.errors import (
     PluginStateError,
 )
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import AuditEntry, Plugin, PluginPermission, PluginVersion
+from services_ai_plugins.infra.models import AuditEntry, Plugin, PluginPermission, PluginVersion
+from services_ai_plugins.lifecycle import archive
 from tests.helpers import LEAD_MAIN, PLUGINS, SAMPLE_PLUGIN, manifest_for, write_plugin
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.host import Host
-from services_ai_plugins.runtime import PluginRuntime
 from tests.helpers import LEAD_MAIN, PLUGINS, manifest_for, write_plugin
 
 

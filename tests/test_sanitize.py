@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services_ai_plugins.sanitize import sanitize_html
+from services_ai_plugins.calling.sanitize import sanitize_html
 
 
 @pytest.mark.parametrize(

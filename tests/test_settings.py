@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from schemas.manifest import parse_manifest
 from services_ai_plugins.errors import SecretKeyError, SettingsError
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import PluginSetting
-from services_ai_plugins.settings import MASK, Keyring, parse_text
+from services_ai_plugins.infra.models import PluginSetting
+from services_ai_plugins.lifecycle.settings import MASK, Keyring, parse_text
 from tests.helpers import LEAD_MAIN, SAMPLE_PLUGIN, make_config, manifest_for, write_plugin
 
 ID = "lead-insights"

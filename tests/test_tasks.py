@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from services_ai_plugins.config import reset_config
-from services_ai_plugins.events import EventService
-from services_ai_plugins.exports import ExportService
+from services_ai_plugins.features.exports import ExportService
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline import ACK
+from services_ai_plugins.pipeline.events import EventService
+from services_ai_plugins.pipeline.processor import ACK
 from tests.helpers import SAMPLE_PLUGIN, SECRET_KEY
 from workers import state, tasks
 

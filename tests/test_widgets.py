@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from services_ai_plugins import dispatch
+from services_ai_plugins.calling import dispatch
+from services_ai_plugins.calling.runtime import PluginRuntime
+from services_ai_plugins.features.widgets import WidgetService, normalise
 from services_ai_plugins.host import Host
-from services_ai_plugins.runtime import PluginRuntime
-from services_ai_plugins.widgets import WidgetService, normalise
 from tests.helpers import manifest_for, write_plugin
 
 WIDGET = """
@@ -119,7 +119,7 @@ def test_disabled_or_revoked_widgets_disappear_from_the_dashboard(
 def test_due_follows_each_plugins_interval(widget: tuple[WidgetService, PluginRuntime, Path]) -> None:
     from datetime import timedelta
 
-    from services_ai_plugins.models import utcnow
+    from services_ai_plugins.infra.models import utcnow
 
     service, runtime, _ = widget
     assert service.due(runtime) == ["scores-widget"]

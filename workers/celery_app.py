@@ -6,8 +6,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from services_ai_plugins.broker import WIDGET_TICK_TASK, celery_settings
 from services_ai_plugins.config import Config, get_config
+from services_ai_plugins.infra.broker import WIDGET_TICK_TASK, celery_settings
 
 
 def worker_settings(config: Config) -> dict[str, Any]:

@@ -7,9 +7,9 @@ import os
 import threading
 from dataclasses import dataclass
 
+from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline import EventProcessor
-from services_ai_plugins.runtime import PluginRuntime
+from services_ai_plugins.pipeline.processor import EventProcessor
 
 
 @dataclass

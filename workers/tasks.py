@@ -17,15 +17,15 @@ from celery.concurrency.solo import TaskPool as SoloPool
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 
-from services_ai_plugins.broker import (
+from services_ai_plugins.config import get_config
+from services_ai_plugins.infra.broker import (
     EVENT_TASK,
     EXPORT_TASK,
     REPLAY_TASK,
     WIDGET_REFRESH_TASK,
     WIDGET_TICK_TASK,
 )
-from services_ai_plugins.config import get_config
-from services_ai_plugins.pipeline import ACK, REQUEUE, RETRY, Incoming
+from services_ai_plugins.pipeline.processor import ACK, REQUEUE, RETRY, Incoming
 from workers import state
 from workers.acks import acknowledge_all
 from workers.celery_app import app
@@ -173,7 +173,7 @@ def _retry_later(worker: state.WorkerState, item: Incoming, attempt: int, countd
 @app.task(name=WIDGET_TICK_TASK, acks_late=True, ignore_result=True)
 def widgets_tick() -> int:
     """Beat's tick: queue a refresh for each widget that is due."""
-    from services_ai_plugins.widgets import WidgetService
+    from services_ai_plugins.features.widgets import WidgetService
 
     worker = state.get()
     due = WidgetService(worker.host).due(worker.runtime)
@@ -184,7 +184,7 @@ def widgets_tick() -> int:
 
 @app.task(name=WIDGET_REFRESH_TASK, acks_late=True, ignore_result=True)
 def refresh_widget(plugin_id: str) -> str | None:
-    from services_ai_plugins.widgets import WidgetService
+    from services_ai_plugins.features.widgets import WidgetService
 
     worker = state.get()
     snap = WidgetService(worker.host).refresh(worker.runtime, plugin_id)
@@ -193,7 +193,7 @@ def refresh_widget(plugin_id: str) -> str | None:
 
 @app.task(name=EXPORT_TASK, acks_late=True, ignore_result=True)
 def run_export(export_id: str) -> str:
-    from services_ai_plugins.exports import ExportService
+    from services_ai_plugins.features.exports import ExportService
 
     worker = state.get()
     return ExportService(worker.host).run(worker.runtime, export_id)["status"]  # type: ignore[no-any-return]
@@ -203,7 +203,7 @@ def run_export(export_id: str) -> str:
 def replay_plugin(plugin_id: str, since: str, until: str | None, include_failed: bool) -> dict[str, int]:
     from datetime import datetime
 
-    from services_ai_plugins.events import EventService
+    from services_ai_plugins.pipeline.events import EventService
 
     worker = state.get()
     return EventService(worker.host).backfill(

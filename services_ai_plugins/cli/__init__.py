@@ -1,6 +1,6 @@
 """``services-ai``: the command line for administrators, plugin authors and ops.
 
-Every command calls the service layer (:mod:`services_ai_plugins.registry` and friends); the
+Every command calls the service layer (:mod:`services_ai_plugins.lifecycle.registry` and friends); the
 only thing decided here is how results and errors are shown. Errors are one line on standard
 error with a meaningful exit status, never a traceback (``SERVICES_AI_DEBUG=1`` shows one).
 """

@@ -105,7 +105,7 @@ def events() -> None:
 @JSON
 def events_list(limit: int, event_type: str | None, status: str | None, as_json: bool) -> None:
     """The latest events."""
-    from services_ai_plugins.events import EventService
+    from services_ai_plugins.pipeline.events import EventService
 
     rows = EventService(host_from_env()).recent(limit=limit, event_type=event_type, status=status)
     if as_json:
@@ -126,7 +126,7 @@ def events_list(limit: int, event_type: str | None, status: str | None, as_json:
 @JSON
 def events_show(event_id: str, as_json: bool) -> None:
     """One event and the result of each plugin called for it."""
-    from services_ai_plugins.events import EventService
+    from services_ai_plugins.pipeline.events import EventService
 
     view = EventService(host_from_env()).show(event_id)
     if as_json:
@@ -166,7 +166,7 @@ def dlq() -> None:
 @JSON
 def dlq_list(include_replayed: bool, limit: int, as_json: bool) -> None:
     """Dead letters, newest first."""
-    from services_ai_plugins.events import EventService
+    from services_ai_plugins.pipeline.events import EventService
 
     rows = EventService(host_from_env()).dead_letters(limit=limit, include_replayed=include_replayed)
     if as_json:
@@ -187,7 +187,7 @@ def dlq_list(include_replayed: bool, limit: int, as_json: bool) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter not yet replayed.")
 def dlq_replay(ids: tuple[int, ...], replay_all: bool) -> None:
     """Publish dead letters again (fixed since, or failed for a reason now gone)."""
-    from services_ai_plugins.events import EventService
+    from services_ai_plugins.pipeline.events import EventService
     from services_ai_plugins.publisher import publish as send
 
     if not ids and not replay_all:
@@ -225,8 +225,8 @@ def replay(plugin_id: str, since: str, until: str | None, include_failed: bool, 
         )
         say(f"replay of {plugin_id} since {since_dt:%Y-%m-%d %H:%M} queued on the lifecycle queue")
         return
-    from services_ai_plugins.events import EventService
-    from services_ai_plugins.runtime import PluginRuntime
+    from services_ai_plugins.calling.runtime import PluginRuntime
+    from services_ai_plugins.pipeline.events import EventService
 
     runtime = PluginRuntime(host.registry)
     with _progress(f"replaying {plugin_id}") as bar:
@@ -256,7 +256,7 @@ def widgets(ctx: click.Context, as_json: bool) -> None:
     """Dashboard widget snapshots (what the dashboard shows)."""
     if ctx.invoked_subcommand is not None:
         return
-    from services_ai_plugins.widgets import WidgetService
+    from services_ai_plugins.features.widgets import WidgetService
 
     snaps = WidgetService(host_from_env()).snapshots()
     if as_json:
@@ -288,8 +288,8 @@ def widgets(ctx: click.Context, as_json: bool) -> None:
 @JSON
 def widgets_refresh(plugin_id: str | None, as_json: bool) -> None:
     """Render widgets now, without waiting for the schedule (all, or one plugin's)."""
-    from services_ai_plugins.runtime import PluginRuntime
-    from services_ai_plugins.widgets import HOOK, WidgetService
+    from services_ai_plugins.calling.runtime import PluginRuntime
+    from services_ai_plugins.features.widgets import HOOK, WidgetService
 
     host = host_from_env()
     runtime = PluginRuntime(host.registry)
@@ -368,8 +368,8 @@ def export_run(
     fmt: str,
 ) -> None:
     """Run an export (e.g. leads, bookings) and print its id."""
-    from services_ai_plugins.exports import ExportService
-    from services_ai_plugins.runtime import PluginRuntime
+    from services_ai_plugins.calling.runtime import PluginRuntime
+    from services_ai_plugins.features.exports import ExportService
 
     host = host_from_env()
     service = ExportService(host)
@@ -416,7 +416,7 @@ def _download(service: Any, export_id: str, output: Path | None, fmt: str) -> No
 )
 def export_download(export_id: str, fmt: str, output: Path | None) -> None:
     """Write a finished export as CSV or JSON."""
-    from services_ai_plugins.exports import ExportService
+    from services_ai_plugins.features.exports import ExportService
 
     _download(ExportService(host_from_env()), export_id, output, fmt)
 
@@ -426,7 +426,7 @@ def export_download(export_id: str, fmt: str, output: Path | None) -> None:
 @JSON
 def export_show(export_id: str, as_json: bool) -> None:
     """An export's state and each plugin's contribution."""
-    from services_ai_plugins.exports import ExportService
+    from services_ai_plugins.features.exports import ExportService
 
     job = ExportService(host_from_env()).get(export_id)
     if as_json:
@@ -447,7 +447,7 @@ def export_show(export_id: str, as_json: bool) -> None:
 @JSON
 def export_list(as_json: bool) -> None:
     """Recent exports."""
-    from services_ai_plugins.exports import ExportService
+    from services_ai_plugins.features.exports import ExportService
 
     jobs = ExportService(host_from_env()).recent()
     if as_json:
@@ -467,7 +467,7 @@ def export_list(as_json: bool) -> None:
 @JSON
 def status(as_json: bool) -> None:
     """Events by state, queue depths, plugins and widgets."""
-    from services_ai_plugins.status import collect
+    from services_ai_plugins.features.status import collect
 
     info = collect(host_from_env())
     if as_json:
@@ -523,7 +523,7 @@ def beat(ctx: click.Context) -> None:
 )
 def demo(count: int) -> None:
     """Run the whole pipeline once and report what each plugin did (no Redis or PostgreSQL needed)."""
-    from services_ai_plugins.demo import run
+    from services_ai_plugins.cli.demo import run
 
     run(count)
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from services_ai_plugins import archive, scaffold
 from services_ai_plugins.cli.common import actor, host_from_env
 from services_ai_plugins.cli.output import emit_json, say, table, warn, yes_no
-from services_ai_plugins.registry import ChangeReport, PluginView
+from services_ai_plugins.lifecycle import archive, scaffold
+from services_ai_plugins.lifecycle.registry import ChangeReport, PluginView
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 

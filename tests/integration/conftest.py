@@ -18,8 +18,8 @@ import redis
 from kombu import Connection
 from sqlalchemy import create_engine, text
 
-from services_ai_plugins.broker import QUEUES
-from services_ai_plugins.db import Database, normalise_url
+from services_ai_plugins.infra.broker import QUEUES
+from services_ai_plugins.infra.db import Database, normalise_url
 from tests.helpers import POSTGRES_URL, manifest_for, write_plugin
 from tests.integration import AMQP_URL, REDIS_URL, Deployment, MakePlugin
 

@@ -12,8 +12,8 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from services_ai_plugins.broker import EVENT_TASK, EVENTS_QUEUE
-from services_ai_plugins.models import DeadLetter
+from services_ai_plugins.infra.broker import EVENT_TASK, EVENTS_QUEUE
+from services_ai_plugins.infra.models import DeadLetter
 from tests.helpers import SAMPLE_PLUGIN
 from tests.integration import Deployment, wait_for
 

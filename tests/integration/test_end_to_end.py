@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from services_ai_plugins.models import HookResult
+from services_ai_plugins.infra.models import HookResult
 from tests.helpers import SAMPLE_PLUGIN
 from tests.integration import HOOK_OF, Deployment, MakePlugin, mixed_events
 

@@ -21,8 +21,8 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from services_ai_plugins.broker import EVENTS_QUEUE
-from services_ai_plugins.models import HookResult
+from services_ai_plugins.infra.broker import EVENTS_QUEUE
+from services_ai_plugins.infra.models import HookResult
 from tests.integration import COUNTER, Deployment, MakePlugin, Worker, calls, lead, wait_for
 
 pytestmark = pytest.mark.integration

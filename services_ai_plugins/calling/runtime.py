@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services_ai_plugins.context import build_context, plugin_logger
+from services_ai_plugins.calling.context import build_context, plugin_logger
+from services_ai_plugins.calling.loader import HookCall, LoadedPlugin, PluginLoader
 from services_ai_plugins.errors import ServicesAIError
-from services_ai_plugins.loader import HookCall, LoadedPlugin, PluginLoader
-from services_ai_plugins.models import PluginVersion
-from services_ai_plugins.permissions import can_call
-from services_ai_plugins.registry import (
+from services_ai_plugins.infra.models import PluginVersion
+from services_ai_plugins.lifecycle.permissions import can_call
+from services_ai_plugins.lifecycle.registry import (
     ActivePlugin,
     PluginRegistry,
     RegistrySnapshot,

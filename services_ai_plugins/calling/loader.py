@@ -26,9 +26,10 @@ from packaging.specifiers import SpecifierSet
 
 from schemas.errors import ContractError
 from schemas.manifest import HOOK_NAMES, Manifest, parse_manifest
-from services_ai_plugins import compat, hookspecs
+from services_ai_plugins import hookspecs
+from services_ai_plugins.calling import compat
+from services_ai_plugins.calling.timelimit import PluginTimeout, call_with_time_limit
 from services_ai_plugins.errors import ManifestError, PluginLoadError
-from services_ai_plugins.timelimit import PluginTimeout, call_with_time_limit
 
 ENTRY_POINT_GROUP = "services_ai.plugins"
 _counter = itertools.count(1)

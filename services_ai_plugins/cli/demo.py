@@ -121,9 +121,9 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
     reset_config()
     config = get_config()
 
-    from services_ai_plugins.broker import safe_url
-    from services_ai_plugins.db import Database
     from services_ai_plugins.host import Host
+    from services_ai_plugins.infra.broker import safe_url
+    from services_ai_plugins.infra.db import Database
 
     out.rule("[bold]Services AI plugins - demo")
     where_db = (
@@ -141,8 +141,8 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
     figures["db_ms"] = (time.perf_counter() - t) * 1000
     out.print(f"1. database      migrated {before or 'empty'} -> {after} in {_ms(time.perf_counter() - t)}")
 
-    from services_ai_plugins import archive
     from services_ai_plugins.errors import PluginNotFoundError
+    from services_ai_plugins.lifecycle import archive
 
     zip_path = config.data_dir / "lead-insights-1.0.0.zip"
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,7 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
     from celery.contrib.testing.worker import start_worker
 
     import workers
-    from services_ai_plugins.events import EventService
+    from services_ai_plugins.pipeline.events import EventService
     from services_ai_plugins.publisher import Publisher
 
     rng = random.Random(7)  # noqa: S311 - made-up demo data, reproducible
@@ -243,9 +243,9 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
             tbl.add_row(v["data"]["id"], v["type"], r["plugin_id"], r["status"], message or r["error"] or "")
     out.print(tbl)
 
-    from services_ai_plugins.exports import ExportService
-    from services_ai_plugins.runtime import PluginRuntime
-    from services_ai_plugins.widgets import WidgetService
+    from services_ai_plugins.calling.runtime import PluginRuntime
+    from services_ai_plugins.features.exports import ExportService
+    from services_ai_plugins.features.widgets import WidgetService
 
     runtime = PluginRuntime(host.registry)
     snap = WidgetService(host).refresh(runtime, PLUGIN_ID, actor="demo")

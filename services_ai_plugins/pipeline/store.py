@@ -6,7 +6,7 @@ table costs, and the client little more than encoding the values. A batch with a
 message, or a COPY that meets a row already stored (an event published twice), is written with
 one ``INSERT ... ON CONFLICT`` per table instead, the rows travelling as one JSON array
 expanded server-side by ``jsonb_to_recordset``. Results arrive already encoded by
-:func:`~services_ai_plugins.dispatch.check_result` and are stored as they are, never decoded
+:func:`~services_ai_plugins.calling.dispatch.check_result` and are stored as they are, never decoded
 and encoded again. Elsewhere (SQLite) it is a plain cached executemany.
 """
 
@@ -23,9 +23,9 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services_ai_plugins.breaker import Trip
-from services_ai_plugins.db import Database
-from services_ai_plugins.models import DeadLetter, EventRecord, HookResult, PluginBreaker, utcnow
+from services_ai_plugins.calling.breaker import Trip
+from services_ai_plugins.infra.db import Database
+from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult, PluginBreaker, utcnow
 
 EVENT_COLUMNS = (
     "event_id", "type", "source", "occurred_at", "received_at", "completed_at",

@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import DateTime, and_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services_ai_plugins.dispatch import SUCCESS, Outcome, invoke
+from services_ai_plugins.calling.dispatch import SUCCESS, Outcome, invoke
+from services_ai_plugins.calling.runtime import PluginRuntime, Target
+from services_ai_plugins.calling.sanitize import sanitize_html
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import HookResult, Plugin, PluginPermission, WidgetSnapshot, utcnow
-from services_ai_plugins.runtime import PluginRuntime, Target
-from services_ai_plugins.sanitize import sanitize_html
+from services_ai_plugins.infra.models import HookResult, Plugin, PluginPermission, WidgetSnapshot, utcnow
 
 HOOK = "dashboard_widget"
 MIN_INTERVAL = 5

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from services_ai_plugins.dispatch import TIMEOUT
+from services_ai_plugins.calling.dispatch import TIMEOUT
 
 MAX_COOLDOWN = 3600.0
 

@@ -56,7 +56,7 @@ def transport_options(config: Config) -> dict[str, Any]:
     return options
 
 
-REDIS_TRANSPORT = "services_ai_plugins.redis_transport:Transport"
+REDIS_TRANSPORT = "services_ai_plugins.infra.redis_transport:Transport"
 
 
 def celery_settings(config: Config) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from services_ai_plugins.broker import EVENTS_QUEUE, QUEUES, queue_depths, safe_url
-from services_ai_plugins.events import EventService
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import Plugin, PluginBreaker, WidgetSnapshot, utcnow
+from services_ai_plugins.infra.broker import EVENTS_QUEUE, QUEUES, queue_depths, safe_url
+from services_ai_plugins.infra.models import Plugin, PluginBreaker, WidgetSnapshot, utcnow
+from services_ai_plugins.pipeline.events import EventService
 
 
 def collect(host: Host) -> dict[str, Any]:

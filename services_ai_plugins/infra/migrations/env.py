@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from services_ai_plugins.models import Base
+from services_ai_plugins.infra.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -19,12 +19,12 @@ from typing import IO, Any
 
 from sqlalchemy import delete, insert, select, update
 
-from services_ai_plugins.dispatch import invoke
+from services_ai_plugins.calling.dispatch import invoke
+from services_ai_plugins.calling.records import fresh
+from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.errors import NotFoundError, ServicesAIError
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import EventRecord, ExportJob, ExportRow, utcnow
-from services_ai_plugins.records import fresh
-from services_ai_plugins.runtime import PluginRuntime
+from services_ai_plugins.infra.models import EventRecord, ExportJob, ExportRow, utcnow
 
 HOOK = "data_export"
 EXPORT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -27,15 +27,15 @@ from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from schemas.errors import ContractError
 from schemas.events import BookingUpdated, parse_event
 from schemas.jsonload import strict_json_loads
-from services_ai_plugins.breaker import Breakers, Trip
-from services_ai_plugins.dispatch import SKIPPED, SUCCESS, Outcome, invoke
+from services_ai_plugins.calling.breaker import Breakers, Trip
+from services_ai_plugins.calling.dispatch import SKIPPED, SUCCESS, Outcome, invoke
+from services_ai_plugins.calling.records import fresh
+from services_ai_plugins.calling.runtime import PluginRuntime, Target
 from services_ai_plugins.errors import TransientError
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import utcnow
-from services_ai_plugins.permissions import EVENT_HOOKS
-from services_ai_plugins.records import fresh
-from services_ai_plugins.runtime import PluginRuntime, Target
-from services_ai_plugins.store import ResultStore
+from services_ai_plugins.infra.models import utcnow
+from services_ai_plugins.lifecycle.permissions import EVENT_HOOKS
+from services_ai_plugins.pipeline.store import ResultStore
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services_ai_plugins.calling.loader import HookCall
+from services_ai_plugins.calling.timelimit import PluginTimeout, call_with_time_limit
 from services_ai_plugins.errors import TransientError
-from services_ai_plugins.loader import HookCall
-from services_ai_plugins.timelimit import PluginTimeout, call_with_time_limit
 
 SUCCESS = "success"
 ERROR = "error"

@@ -11,13 +11,13 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from schemas.errors import ContractError
-from services_ai_plugins.dispatch import SUCCESS
+from services_ai_plugins.calling.dispatch import SUCCESS
+from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.errors import EventError, NotFoundError, PluginStateError
 from services_ai_plugins.host import Host
-from services_ai_plugins.models import DeadLetter, EventRecord, HookResult, utcnow
-from services_ai_plugins.permissions import EVENT_HOOKS
-from services_ai_plugins.pipeline import call_event_hook, personal_values
-from services_ai_plugins.runtime import PluginRuntime
+from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult, utcnow
+from services_ai_plugins.lifecycle.permissions import EVENT_HOOKS
+from services_ai_plugins.pipeline.processor import call_event_hook, personal_values
 
 HOOK_EVENTS = {hook: kind for kind, hook in EVENT_HOOKS.items()}
 Progress = Callable[[int, int], None]

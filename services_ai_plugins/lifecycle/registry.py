@@ -24,11 +24,15 @@ from sqlalchemy.orm import Session
 
 from schemas.errors import ContractError, FieldError
 from schemas.manifest import Manifest, parse_manifest, semver_key
-from services_ai_plugins import archive
+from services_ai_plugins.calling.context import build_context, plugin_logger
+from services_ai_plugins.calling.dispatch import Outcome, invoke
+from services_ai_plugins.calling.loader import (
+    LoadedPlugin,
+    PluginLoader,
+    discover_entry_points,
+    manifest_info,
+)
 from services_ai_plugins.config import Config
-from services_ai_plugins.context import build_context, plugin_logger
-from services_ai_plugins.db import Database
-from services_ai_plugins.dispatch import Outcome, invoke
 from services_ai_plugins.errors import (
     ArchiveError,
     ManifestError,
@@ -39,13 +43,8 @@ from services_ai_plugins.errors import (
     PluginStateError,
     SettingsError,
 )
-from services_ai_plugins.loader import (
-    LoadedPlugin,
-    PluginLoader,
-    discover_entry_points,
-    manifest_info,
-)
-from services_ai_plugins.models import (
+from services_ai_plugins.infra.db import Database
+from services_ai_plugins.infra.models import (
     AuditEntry,
     ExportRow,
     HookResult,
@@ -56,8 +55,9 @@ from services_ai_plugins.models import (
     RegistryState,
     utcnow,
 )
-from services_ai_plugins.permissions import ALIASES, PERMISSION_DESCRIPTIONS
-from services_ai_plugins.settings import (
+from services_ai_plugins.lifecycle import archive
+from services_ai_plugins.lifecycle.permissions import ALIASES, PERMISSION_DESCRIPTIONS
+from services_ai_plugins.lifecycle.settings import (
     Keyring,
     SettingsUpdateError,
     StoredSetting,

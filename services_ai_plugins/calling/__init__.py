@@ -1,0 +1,2 @@
+"""Calling plugins: the one path every hook call takes (policy, executor, context, time
+limits, breakers)."""
