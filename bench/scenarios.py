@@ -179,17 +179,17 @@ def latency(
 def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
     """Snapshots of ``plugins`` widgets read in a loop; no plugin code may run."""
     host = bench.reset()
-    from services_ai_plugins.calling.runtime import PluginRuntime
+    from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
     for i in range(plugins):
         folder = bench.write_plugin(
             f"Bench Widget {i}", WIDGET_PLUGIN, ["dashboard_widget"], ["dashboard_widget"]
         )
         bench.install(host, folder, ["dashboard_widget"])
-    runtime = PluginRuntime(host.registry)
-    service = WidgetService(host)
-    for plugin_id in service.due(runtime):
-        service.refresh(runtime, plugin_id)
+    runtime = host.runtime
+    service = host.widgets
+    for plugin_id in service.due():
+        service.refresh(plugin_id)
     runtime.close()
 
     def forbidden(*_: object, **__: object) -> None:

@@ -15,6 +15,7 @@ from schemas.events import (
     Event,
     Lead,
     LeadCreated,
+    canonical_type,
     parse_event,
 )
 from schemas.jsonload import strict_json_loads
@@ -46,6 +47,7 @@ __all__ = [
     "PermissionSpec",
     "SettingOption",
     "SettingSpec",
+    "canonical_type",
     "parse_event",
     "parse_manifest",
     "slugify",

@@ -163,11 +163,25 @@ EVENT_MODELS: dict[str, type[LeadCreated | BookingCreated | BookingUpdated]] = {
 _ADAPTER: TypeAdapter[LeadCreated | BookingCreated | BookingUpdated] = TypeAdapter(Event)
 
 
+def canonical_type(name: object) -> str | None:
+    """``lead.created`` for ``lead.created``, ``lead-created`` or ``lead_created``; ``None`` for
+    anything that is not an event type."""
+    if not isinstance(name, str) or len(name) > 40:
+        return None
+    dotted = name.strip().lower().replace("-", ".").replace("_", ".")
+    return dotted if dotted in EVENT_MODELS else None
+
+
 def parse_event(raw: bytes | str | dict[str, Any]) -> LeadCreated | BookingCreated | BookingUpdated:
-    """Validate an event envelope (a dict or JSON), raising :class:`ContractError` per field."""
+    """Validate an event envelope (a dict or JSON), raising :class:`ContractError` per field.
+
+    The type may be written ``lead.created`` or ``lead-created``; it is stored dotted."""
     data = raw if isinstance(raw, dict) else strict_json_loads(raw, "event", MAX_EVENT_BYTES)
     if not isinstance(data, dict):
         raise ContractError("event", [FieldError("", "must be a JSON object")])
+    kind = canonical_type(data.get("type"))
+    if kind is not None and kind != data.get("type"):
+        data = {**data, "type": kind}
     kind = data.get("type")
     if kind not in EVENT_MODELS:
         shown = repr(kind) if isinstance(kind, str) else "missing"

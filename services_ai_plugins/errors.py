@@ -1,32 +1,69 @@
-"""One error hierarchy for the host. Each error carries its data; the CLI and the web layer turn
-it into a one-line message or a response in one place each."""
+"""One error hierarchy for the host. Each error carries its data and says what is wrong in
+one line, in words that suit every caller; the CLI (``cli/errors.py``) and the web layer each
+map an error class to an exit status or an HTTP status, and add their own hint, in one table.
+"""
 
 from __future__ import annotations
 
 from schemas.errors import ContractError, FieldError
 
+__all__ = [
+    "ArchiveError",
+    "BrokerUnavailableError",
+    "ConfigError",
+    "EventError",
+    "InputError",
+    "ManifestError",
+    "MissingSettingsError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PluginError",
+    "PluginExistsError",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "PluginStateError",
+    "SecretKeyError",
+    "ServicesAIError",
+    "SettingsError",
+    "TransientError",
+    "one_line",
+]
+
+MAX_LINE = 500
+
+
+def one_line(exc: BaseException, limit: int = MAX_LINE) -> str:
+    """The one error-text rule: ``Type: message`` on one line, white space folded, capped.
+
+    Redaction is applied by whoever knows what to redact (``calling.redaction``)."""
+    text = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
 
 class ServicesAIError(Exception):
     """Base of every error the host raises on purpose. ``str(err)`` is one actionable line."""
 
-    #: Exit status the CLI uses for this kind of error.
-    exit_code = 1
-
 
 class ConfigError(ServicesAIError):
     """The environment is missing something or holds a bad value."""
-
-    exit_code = 78  # EX_CONFIG
 
 
 class SecretKeyError(ConfigError):
     """``SERVICES_AI_SECRET_KEY`` is missing or cannot decrypt what is stored."""
 
 
+class InputError(ServicesAIError):
+    """A value given by a person or a program is malformed (a date, a JSON document...)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}" if what else reason)
+
+
 class ManifestError(ServicesAIError):
     """The manifest breaks its contract or disagrees with the plugin's code."""
-
-    exit_code = 65  # EX_DATAERR
 
     def __init__(self, field: str, reason: str, errors: list[FieldError] | None = None) -> None:
         self.field = field
@@ -42,8 +79,6 @@ class ManifestError(ServicesAIError):
 
 class ArchiveError(ServicesAIError):
     """A plugin archive or folder is unsafe or incomplete; nothing of it was kept."""
-
-    exit_code = 65
 
     def __init__(self, reason: str, member: str | None = None) -> None:
         self.reason = reason
@@ -61,38 +96,34 @@ class PluginError(ServicesAIError):
 
 
 class PluginNotFoundError(PluginError):
-    exit_code = 4
-
     def __init__(self, plugin_id: str) -> None:
-        super().__init__(plugin_id, "is not installed (see: services-ai plugin list)")
+        super().__init__(plugin_id, "is not installed")
 
 
 class PluginExistsError(PluginError):
-    exit_code = 3
-
     def __init__(self, plugin_id: str, version: str) -> None:
-        super().__init__(
-            plugin_id,
-            f"version {version} is already installed (use: services-ai plugin upgrade {plugin_id} PATH)",
-        )
+        self.version = version
+        super().__init__(plugin_id, f"version {version} is already installed")
 
 
 class PluginStateError(PluginError):
     """The operation does not fit the plugin's state (e.g. rollback with no earlier version)."""
 
-    exit_code = 3
+
+class MissingSettingsError(PluginStateError):
+    """The plugin cannot be enabled until its required settings are set."""
+
+    def __init__(self, plugin_id: str, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(plugin_id, f"cannot be enabled: required setting {', '.join(missing)} is not set")
 
 
 class PluginLoadError(PluginError):
     """The plugin's code failed to import, register, or match its manifest."""
 
-    exit_code = 65
-
 
 class PermissionDeniedError(PluginError):
     """A permission the plugin may not be granted, or lacks for what was asked."""
-
-    exit_code = 3
 
     def __init__(self, plugin_id: str, permission: str, reason: str) -> None:
         self.permission = permission
@@ -102,8 +133,6 @@ class PermissionDeniedError(PluginError):
 class SettingsError(PluginError):
     """One or more setting values were refused; nothing was written."""
 
-    exit_code = 65
-
     def __init__(self, plugin_id: str, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__(plugin_id, "; ".join(f"setting {e}" for e in errors))
@@ -111,8 +140,6 @@ class SettingsError(PluginError):
 
 class EventError(ServicesAIError):
     """An event broke its contract."""
-
-    exit_code = 65
 
     def __init__(self, exc: ContractError) -> None:
         self.errors = exc.errors
@@ -122,16 +149,18 @@ class EventError(ServicesAIError):
 class NotFoundError(ServicesAIError):
     """A record asked for by id does not exist."""
 
-    exit_code = 4
+    def __init__(self, kind: str, key: object, reason: str = "not found") -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key} {reason}")
 
 
 class TransientError(ServicesAIError):
     """A failure worth retrying: the broker or the database is unreachable for now.
 
-    Plugins may raise it too, to ask for their call to be retried later with backoff.
+    Plugins may raise it too: the call is tried again later, with backoff, up to
+    ``SERVICES_AI_EVENT_MAX_ATTEMPTS`` times, then stored as an error.
     """
-
-    exit_code = 75  # EX_TEMPFAIL
 
 
 class BrokerUnavailableError(TransientError):

@@ -13,33 +13,19 @@ configuration.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from celery import Celery
 from pydantic import BaseModel
 
 from schemas.errors import ContractError
 from schemas.events import BookingCreated, BookingUpdated, LeadCreated, parse_event
 from services_ai_plugins.config import Config, get_config
 from services_ai_plugins.errors import BrokerUnavailableError, EventError
-from services_ai_plugins.infra.broker import EVENT_TASK, EVENTS_QUEUE, celery_settings, safe_url
+from services_ai_plugins.infra.broker import EVENT_TASK, EVENTS_QUEUE, safe_url, sender_app
+
+__all__ = ["Envelope", "Publisher", "publish", "validate"]
 
 Envelope = LeadCreated | BookingCreated | BookingUpdated
-
-_apps: dict[str, Celery] = {}
-_lock = threading.Lock()
-
-
-def _app(config: Config) -> Celery:
-    key = config.broker_url
-    with _lock:
-        app = _apps.get(key)
-        if app is None:
-            app = Celery("services_ai_publisher", set_as_current=False)
-            app.conf.update(celery_settings(config))
-            _apps[key] = app
-        return app
 
 
 def validate(event: dict[str, Any] | str | bytes | BaseModel) -> Envelope:
@@ -60,7 +46,7 @@ class Publisher:
     def __init__(self, config: Config | None = None, max_retries: int | None = None) -> None:
         self.config = config or get_config()
         self.max_retries = self.config.publish_retries if max_retries is None else max_retries
-        self.app = _app(self.config)
+        self.app = sender_app(self.config)
 
     def publish(self, event: dict[str, Any] | str | bytes | BaseModel) -> str:
         model = validate(event)

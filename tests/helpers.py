@@ -21,7 +21,12 @@ SECRET_KEY = Fernet.generate_key().decode()
 
 def make_config(data_dir: Path, database_url: str, **fields: object) -> Config:
     """A configuration for a test (field names, not environment names)."""
-    values: dict[str, object] = {"data_dir": data_dir, "secret_key": SECRET_KEY}
+    # Unit tests see every registry change at once (tests of the poll interval set their own).
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "secret_key": SECRET_KEY,
+        "registry_poll_seconds": 1e-6,
+    }
     values.update(fields)
     return Config(DATABASE_URL=database_url, **values)  # type: ignore[arg-type]
 

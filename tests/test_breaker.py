@@ -8,10 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services_ai_plugins.calling.breaker import Breakers, Trip
-from services_ai_plugins.calling.runtime import PluginRuntime
-from services_ai_plugins.features.status import collect
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline.events import EventService
 from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
 from tests.helpers import make_config, manifest_for, write_plugin
 
@@ -66,8 +63,9 @@ def _two_processes(
     plugin_id = host.registry.install(write_plugin(tmp_path / "plugin", manifest_for(name), source)).plugin.id
     host.registry.grant(plugin_id, "lead_access")
     host.registry.enable(plugin_id)
-    first = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
-    second = EventProcessor(host, PluginRuntime(host.registry, poll_seconds=0))
+    # Each worker process has a host of its own (its runtime, its breakers).
+    first = Host(config).processor
+    second = Host(config).processor
     return host, first, second
 
 
@@ -85,9 +83,9 @@ def test_a_breaker_opened_in_one_process_is_adopted_by_another(tmp_path: Path, d
     first.process(
         [Incoming({"type": "lead.created", "event_id": f"a{i}", "data": {"id": "L"}}) for i in range(2)]
     )
-    assert "hang" in collect(host)["breakers_open"]
+    assert "hang" in host.status.collect()["breakers_open"]
     second.process([Incoming({"type": "lead.created", "event_id": "b", "data": {"id": "L"}})])
-    (result,) = EventService(host).show("b")["results"]
+    (result,) = host.events.show("b")["results"]
     assert result["status"] == "skipped"  # adopted: not called, no time limit spent
     assert result["duration_ms"] == 0.0
     for processor in (first, second):
@@ -136,7 +134,7 @@ def test_one_process_probes_after_the_cooldown_the_others_keep_skipping(
         breaker_threshold=1,
         breaker_cooldown=0.3,
     )
-    events = EventService(host)
+    events = host.events
 
     def lead(event_id: str) -> list[Incoming]:
         return [Incoming({"type": "lead.created", "event_id": event_id, "data": {"id": "L"}})]
@@ -155,13 +153,13 @@ def test_one_process_probes_after_the_cooldown_the_others_keep_skipping(
     assert status("held") == "skipped"
     first.process(lead("probe"))
     assert status("probe") == "timeout"  # one probe in the deployment, and it timed out
-    assert "flaky" in collect(host)["breakers_open"]  # open again, for twice as long
+    assert "flaky" in host.status.collect()["breakers_open"]  # open again, for twice as long
 
     hanging.unlink()  # the plugin recovers
     time.sleep(0.65)
     second.process(lead("recovered"))  # this time the second process claims and makes the probe
     assert status("recovered") == "success"
-    assert collect(host)["breakers_open"] == {}  # closed for everyone
+    assert host.status.collect()["breakers_open"] == {}  # closed for everyone
     first.process(lead("after"))
     assert status("after") == "success"
     for processor in (first, second):

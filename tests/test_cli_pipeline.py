@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from kombu import Connection
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
-from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.cli import cli
 from services_ai_plugins.config import reset_config
 from services_ai_plugins.host import Host
@@ -63,8 +63,8 @@ def _work() -> None:
     """What a worker does with the queued messages."""
     reset_config()
     host = Host().ready()
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, runtime).process([Incoming(body) for body in _drain()])
+    runtime = host.runtime
+    host.processor.process([Incoming(body) for body in _drain()])
     runtime.close()
     host.close()
 
@@ -193,10 +193,8 @@ def test_export_run_and_download(env: Path) -> None:
 def test_dlq_list_and_replay(env: Path) -> None:
     reset_config()
     host = Host().ready()
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, runtime).process(
-        [Incoming({"type": "lead.created", "data": {"id": "L", "phone": 5}})]
-    )
+    runtime = host.runtime
+    host.processor.process([Incoming({"type": "lead.created", "data": {"id": "L", "phone": 5}})])
     runtime.close()
     (letter,) = json.loads(run("dlq", "list", "--json")[1])
     assert letter["reason"] == "event: data.phone: input should be a valid string"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
-from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.errors import NotFoundError, PluginStateError
 from services_ai_plugins.host import Host
 from services_ai_plugins.pipeline.events import EventService
@@ -51,16 +51,22 @@ def test_list_and_show(host: Host, tmp_path: Path) -> None:
     _plugin(host, tmp_path, "Alpha")
     host.registry.grant("alpha", "lead_access")
     host.registry.enable("alpha")
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, runtime).process([_lead(1, 1), _lead(2, 2, notes="fail")])
+    runtime = host.runtime
+    host.processor.process([_lead(1, 1), _lead(2, 2, notes="fail")])
     runtime.close()
-    service = EventService(host)
+    service = host.events
     assert [e["event_id"] for e in service.recent()] in (["e1", "e2"], ["e2", "e1"])
     assert [e["event_id"] for e in service.recent(status="failed")] == ["e2"]
     shown = service.show("e2")
     assert shown["status"] == "done"
     assert shown["failures"] == 1
-    assert shown["results"][0]["error"] == "RuntimeError: cannot score [redacted]"
+    # The plugin's own frame, with the personal data in its source line redacted too.
+    (frame,) = shown["results"][0]["traceback"]
+    assert (frame["file"], frame["line"], frame["function"]) == ("main.py", 11, "lead_created")
+    assert (
+        shown["results"][0]["error"]
+        == "RuntimeError: cannot score [redacted] (at main.py:11 in lead_created)"
+    )
     with pytest.raises(NotFoundError, match="event nope not found"):
         service.show("nope")
 
@@ -69,21 +75,21 @@ def test_backfill_calls_a_plugin_for_what_it_missed_once(host: Host, tmp_path: P
     first = _plugin(host, tmp_path, "First")
     host.registry.grant("first", "lead_access")
     host.registry.enable("first")
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, runtime).process([_lead(1, 1), _lead(2, 5), _lead(3, 9, notes="fail")])
+    runtime = host.runtime
+    host.processor.process([_lead(1, 1), _lead(2, 5), _lead(3, 9, notes="fail")])
     late = _plugin(host, tmp_path, "Late")
     host.registry.grant("late", "lead_access")
     host.registry.enable("late")
-    service = EventService(host)
+    service = host.events
     since = datetime(2026, 2, 3, tzinfo=UTC)
-    assert service.backfill(runtime, "late", since) == {"events": 2, "success": 1, "failed": 1}
+    assert host.backfill.run("late", since) == {"events": 2, "success": 1, "failed": 1}
     assert late.read_text().split() == ["L2", "L3"]
-    assert service.backfill(runtime, "late", since) == {"events": 0, "success": 0, "failed": 0}
+    assert host.backfill.run("late", since) == {"events": 0, "success": 0, "failed": 0}
     # --failed re-runs what failed, in place (one row, attempts counted).
-    assert service.backfill(runtime, "late", since, include_failed=True)["events"] == 1
+    assert host.backfill.run("late", since, include_failed=True)["events"] == 1
     results = {r["plugin_id"]: r for r in service.show("e3")["results"]}
     assert results["late"]["attempts"] == 2
-    assert results["late"]["error"] == "RuntimeError: cannot score [redacted]"
+    assert results["late"]["error"] == "RuntimeError: cannot score [redacted] (at main.py:11 in lead_created)"
     assert service.show("e2")["results"][1]["result"] == {"status": "success", "replay": True}
     assert first.read_text().split() == ["L1", "L2", "L3"]  # the other plugin was not called
     runtime.close()
@@ -91,19 +97,19 @@ def test_backfill_calls_a_plugin_for_what_it_missed_once(host: Host, tmp_path: P
 
 def test_backfill_of_a_plugin_that_may_not_be_called_is_refused(host: Host, tmp_path: Path) -> None:
     _plugin(host, tmp_path, "Off")
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    runtime = host.runtime
     with pytest.raises(PluginStateError, match="is not enabled with a permission"):
-        EventService(host).backfill(runtime, "off", datetime(2026, 1, 1, tzinfo=UTC))
+        host.backfill.run("off", datetime(2026, 1, 1, tzinfo=UTC))
     runtime.close()
 
 
 def test_dead_letters_replay(host: Host) -> None:
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, runtime).process(
+    runtime = host.runtime
+    host.processor.process(
         [Incoming({"type": "lead.created", "data": {"id": 7}}), Incoming('{"type": "lead.created"} trailing')]
     )
     runtime.close()
-    service = EventService(host)
+    service = host.events
     wrong_type, garbage = sorted(service.dead_letters(), key=lambda d: d["id"])
     assert wrong_type["reason"] == "event: data.id: input should be a valid string"
     published: list[dict] = []
@@ -121,5 +127,5 @@ def test_dead_letters_replay(host: Host) -> None:
     assert [d["id"] for d in service.dead_letters()] == [garbage["id"]]  # the unfixable one stays
     assert len(service.dead_letters(include_replayed=True)) == 2
     assert service.replay_dead([wrong_type["id"]], publish) == [(wrong_type["id"], None, "already replayed")]
-    with pytest.raises(NotFoundError, match="no dead letter with id 999"):
+    with pytest.raises(NotFoundError, match="dead letter 999 not found"):
         service.replay_dead([999], publish)

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
-from services_ai_plugins.calling.runtime import PluginRuntime
-from services_ai_plugins.features.exports import ExportError, ExportService, csv_cell
+from services_ai_plugins.errors import InputError
+from services_ai_plugins.features.exports import csv_cell
 from services_ai_plugins.host import Host
 from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
 from tests.helpers import SAMPLE_PLUGIN, manifest_for, write_plugin
@@ -38,8 +39,8 @@ def runtime(host: Host, tmp_path: Path) -> Iterator[PluginRuntime]:
     host.registry.install(folder)
     host.registry.grant("exporter", "data_export")
     host.registry.enable("exporter")
-    rt = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, rt).process(
+    rt = host.runtime
+    host.processor.process(
         [
             Incoming(
                 {
@@ -57,12 +58,12 @@ def runtime(host: Host, tmp_path: Path) -> Iterator[PluginRuntime]:
 
 
 def test_leads_export_needs_lead_access_too(host: Host, runtime: PluginRuntime) -> None:
-    service = ExportService(host)
-    job = service.run(runtime, service.create("leads"))
+    service = host.exports
+    job = service.run(service.create("leads"))
     assert job["plugins"] == {}
     assert job["error"] == "no plugin holds the permissions for this export"
     host.registry.grant("exporter", "lead_access")
-    job = service.run(runtime, service.create("leads", "2026-01-02", "2026-01-03"))
+    job = service.run(service.create("leads", "2026-01-02", "2026-01-03"))
     assert job["status"] == "done"
     assert job["plugins"]["exporter"]["rows"] == 3  # L2, L3 and the hostile row
     assert job["row_count"] == 3
@@ -70,9 +71,9 @@ def test_leads_export_needs_lead_access_too(host: Host, runtime: PluginRuntime) 
 
 def test_csv_escapes_formulas_and_flattens_nested_values(host: Host, runtime: PluginRuntime) -> None:
     host.registry.grant("exporter", "lead_access")
-    service = ExportService(host)
+    service = host.exports
     export_id = service.create("leads")
-    service.run(runtime, export_id)
+    service.run(export_id)
     rows = list(csv.reader(io.StringIO(service.render(export_id, "csv"))))
     assert rows[0] == ["plugin_id", "lead", "email_domain", "note"]
     assert rows[1] == ["exporter", "L1", "acme.io", ""]
@@ -82,8 +83,8 @@ def test_csv_escapes_formulas_and_flattens_nested_values(host: Host, runtime: Pl
 
 
 def test_non_leads_export_needs_only_data_export(host: Host, runtime: PluginRuntime) -> None:
-    service = ExportService(host)
-    job = service.run(runtime, service.create("summary"))
+    service = host.exports
+    job = service.run(service.create("summary"))
     assert job["plugins"]["exporter"]["rows"] == 1  # no records given: only the extra row
 
 
@@ -96,9 +97,9 @@ def test_bad_rows_are_a_plugin_error(host: Host, tmp_path: Path) -> None:
     host.registry.install(folder)
     host.registry.grant("bad-export", "data_export")
     host.registry.enable("bad-export")
-    rt = PluginRuntime(host.registry, poll_seconds=0)
-    service = ExportService(host)
-    job = service.run(rt, service.create("summary"))
+    rt = host.runtime
+    service = host.exports
+    job = service.run(service.create("summary"))
     rt.close()
     assert job["status"] == "failed"
     assert job["plugins"]["bad-export"]["error"] == "data_export row 0 is int, not an object"
@@ -109,12 +110,12 @@ def test_bad_rows_are_a_plugin_error(host: Host, tmp_path: Path) -> None:
     [
         (("Leads!",), "is not a name"),
         (("leads", "2026-13-01"), "since: '2026-13-01' is not a date"),
-        (("leads", "2026-02-01", "2026-01-01"), "until is before since"),
+        (("leads", "2026-02-01", "2026-01-01"), "until: is before since"),
     ],
 )
 def test_bad_export_requests(host: Host, args: tuple[str, ...], message: str) -> None:
-    with pytest.raises(ExportError, match=message):
-        ExportService(host).create(*args)
+    with pytest.raises(InputError, match=message):
+        host.exports.create(*args)
 
 
 def test_sample_plugin_export(host: Host) -> None:
@@ -122,12 +123,10 @@ def test_sample_plugin_export(host: Host) -> None:
     for p in ("data_export", "lead_access"):
         host.registry.grant("lead-insights", p)
     host.registry.enable("lead-insights")
-    rt = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, rt).process(
-        [Incoming({"type": "lead.created", "data": {"id": "L9", "company": "Acme"}})]
-    )
-    service = ExportService(host)
-    job = service.run(rt, service.create("leads"))
+    rt = host.runtime
+    host.processor.process([Incoming({"type": "lead.created", "data": {"id": "L9", "company": "Acme"}})])
+    service = host.exports
+    job = service.run(service.create("leads"))
     rt.close()
     assert [row for _, row in service.rows(job["id"])] == [{"lead_id": "L9", "score": 20, "tier": "cold"}]
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from schemas.manifest import HOOK_NAMES
-from services_ai_plugins.calling.runtime import PluginRuntime
-from services_ai_plugins.features.exports import ExportService
-from services_ai_plugins.features.widgets import WidgetService
+from services_ai_plugins.errors import PluginStateError
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
+from services_ai_plugins.pipeline.processor import Incoming
 from tests.helpers import REPO, manifest_for, write_plugin
 
 # Every hook records what it received (argument names and a few values) in a JSON-lines file.
@@ -115,7 +114,7 @@ class Spy:
             for p in PERMISSIONS:
                 self.host.registry.grant("spy", p)
         self.host.registry.enable("spy")
-        return PluginRuntime(self.host.registry, poll_seconds=0)
+        return self.host.runtime
 
 
 @pytest.fixture
@@ -155,7 +154,7 @@ def test_hook_plugin_uninstalled(spy: Spy) -> None:
 
 def test_hook_lead_created(spy: Spy) -> None:
     runtime = spy.ready()
-    EventProcessor(spy.host, runtime).process(
+    spy.host.processor.process(
         [
             Incoming(
                 {
@@ -177,7 +176,7 @@ def test_hook_lead_created(spy: Spy) -> None:
 
 def test_hook_booking_created(spy: Spy) -> None:
     runtime = spy.ready()
-    EventProcessor(spy.host, runtime).process(
+    spy.host.processor.process(
         [Incoming({"type": "booking.created", "data": {"id": "B1", "starts_at": "2026-01-01T10:00:00Z"}})]
     )
     assert [c["values"] for c in spy.calls("booking_created")] == [{"booking_id": "B1"}]
@@ -187,7 +186,7 @@ def test_hook_booking_created(spy: Spy) -> None:
 def test_hook_booking_updated(spy: Spy) -> None:
     runtime = spy.ready()
     before = {"id": "B1", "starts_at": "2026-01-01T10:00:00Z", "status": "pending"}
-    EventProcessor(spy.host, runtime).process(
+    spy.host.processor.process(
         [
             Incoming(
                 {
@@ -204,7 +203,7 @@ def test_hook_booking_updated(spy: Spy) -> None:
 
 def test_hook_dashboard_widget(spy: Spy) -> None:
     runtime = spy.ready()
-    snap = WidgetService(spy.host).refresh(runtime, "spy")
+    snap = spy.host.widgets.refresh("spy")
     assert snap is not None
     assert snap["html"] == "<p>w</p>"
     (call,) = spy.calls("dashboard_widget")
@@ -223,11 +222,11 @@ def test_hook_settings_page(spy: Spy) -> None:
 
 def test_hook_data_export(spy: Spy) -> None:
     runtime = spy.ready()
-    EventProcessor(spy.host, runtime).process(
+    spy.host.processor.process(
         [Incoming({"type": "lead.created", "occurred_at": "2026-03-02T12:00:00Z", "data": {"id": "L1"}})]
     )
-    service = ExportService(spy.host)
-    job = service.run(runtime, service.create("leads", "2026-03-01", "2026-03-31", {"mode": "full"}))
+    service = spy.host.exports
+    job = service.run(service.create("leads", "2026-03-01", "2026-03-31", {"mode": "full"}))
     assert job["row_count"] == 1
     (call,) = spy.calls("data_export")
     assert call["values"] == {
@@ -243,15 +242,16 @@ def test_hook_data_export(spy: Spy) -> None:
 
 def test_no_hook_is_called_without_its_permission(spy: Spy) -> None:
     runtime = spy.ready(grant=False)
-    EventProcessor(spy.host, runtime).process(
+    spy.host.processor.process(
         [
             Incoming({"type": "lead.created", "data": {"id": "L1"}}),
             Incoming({"type": "booking.created", "data": {"id": "B1", "starts_at": "2026-01-01T10:00:00Z"}}),
         ]
     )
-    assert WidgetService(spy.host).refresh(runtime, "spy") is None
-    service = ExportService(spy.host)
-    service.run(runtime, service.create("summary"))
+    with pytest.raises(PluginStateError, match="is not granted dashboard_widget"):
+        spy.host.widgets.refresh("spy")
+    service = spy.host.exports
+    service.run(service.create("summary"))
     for hook in ("lead_created", "booking_created", "dashboard_widget", "data_export"):
         assert spy.calls(hook) == []
     runtime.close()

@@ -52,7 +52,12 @@ def test_readme_seed_style_imports_and_class_work() -> None:
             "status": "success",
             "message": "Lead processed",
         }
-        assert plugin.call("dashboard_widget") == "<div class='card'>Your widget content</div>"
+        # As the host stores it: the HTML sanitised, the plugin's name as the title.
+        assert plugin.call("dashboard_widget") == {
+            "title": "Readme Style",
+            "html": '<div class="card">Your widget content</div>',
+            "refresh_interval": 300,
+        }
 
 
 def test_plan_seed_style_module_functions_work() -> None:

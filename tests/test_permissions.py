@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from schemas.manifest import HOOK_NAMES
-from services_ai_plugins.lifecycle.permissions import HOOK_PERMISSIONS, can_call, effective, required_for
+from services_ai_plugins.calling.permissions import HOOK_PERMISSIONS, can_call, effective, required_for
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult
 from services_ai_plugins.pipeline.events import EventService
@@ -60,8 +60,8 @@ def add_plugin(host: Host, tmp_path: Path, name: str, main: str, grant: bool = T
 
 @pytest.fixture
 def processor(host: Host) -> Iterator[EventProcessor]:
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    processor = EventProcessor(host, runtime)
+    runtime = host.runtime
+    processor = host.processor
     yield processor
     processor.close()
     runtime.close()
@@ -84,7 +84,7 @@ def test_each_permitted_plugin_is_called_once_per_event(
     assert report.calls == 10
     assert results(host) == sorted((f"ev-{i}", p, "success") for i in range(5) for p in ("alpha", "beta"))
     assert log_a.read_text().split() == [f"ev-{i}" for i in range(5)]
-    view = EventService(host).show("ev-3")
+    view = host.events.show("ev-3")
     assert view["status"] == "done"
     assert [r["result"]["lead"] for r in view["results"]] == ["L3", "L3"]
 
@@ -97,7 +97,7 @@ def test_a_plugin_without_the_permission_is_never_called(
     processor.process([Incoming(lead(1))])
     assert not log.exists()
     assert results(host) == []
-    assert EventService(host).show("ev-1")["results"] == []
+    assert host.events.show("ev-1")["results"] == []
 
 
 def test_redelivery_stores_no_second_row_and_calls_no_plugin_twice(
@@ -162,28 +162,31 @@ def test_misbehaving_plugins_never_change_another_plugins_result(tmp_path: Path,
         main = f"from services_ai_plugins import hookimpl\n\n@hookimpl\ndef lead_created(lead, context):\n    {body}\n"
         add_plugin(host, tmp_path, name, main)
     add_plugin(host, tmp_path, "Good", RECORDER.format(log=str(tmp_path / "good.log")))
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    report = EventProcessor(host, runtime).process([Incoming(lead(1)), Incoming(lead(2))])
+    runtime = host.runtime
+    report = host.processor.process([Incoming(lead(1)), Incoming(lead(2))])
     runtime.close()
     assert {d.action for d in report.dispositions} == {ACK}
-    view = {r["plugin_id"]: r for r in EventService(host).show("ev-1")["results"]}
+    view = {r["plugin_id"]: r for r in host.events.show("ev-1")["results"]}
     assert view["good"]["status"] == "success"
     assert view["good"]["result"] == {"status": "success", "lead": "L1", "plugin": "good"}
     assert view["mutator"]["status"] == "success"
     assert view["raiser"]["status"] == "error"
-    assert view["raiser"]["error"] == "RuntimeError: cannot handle [redacted] / [redacted]"
+    assert (
+        view["raiser"]["error"]
+        == "RuntimeError: cannot handle [redacted] / [redacted] (at main.py:5 in lead_created)"
+    )
     assert view["sleeper"]["status"] == "timeout"
     assert view["sleeper"]["error"] == "ran past its time limit of 0.3s"
     assert view["not-json"]["status"] == "error"
     assert "not JSON-serialisable" in view["not-json"]["error"]
     assert view["huge"]["status"] == "error"
     assert "the limit is 65536" in view["huge"]["error"]
-    assert view["leaker"]["error"] == "ValueError: [redacted] [redacted]"
+    assert view["leaker"]["error"] == "ValueError: [redacted] [redacted] (at main.py:5 in lead_created)"
     assert view["exiter"]["status"] == "error"
-    assert view["exiter"]["error"] == "SystemExit: 3"
+    assert view["exiter"]["error"] == "SystemExit: 3 (at main.py:5 in lead_created)"
     for r in view.values():
         assert "ada@example.com" not in (r["error"] or "")
-    assert EventService(host).show("ev-1")["failures"] == 6
+    assert host.events.show("ev-1")["failures"] == 6
     host.close()
 
 
@@ -201,13 +204,16 @@ def test_a_plugin_that_keeps_timing_out_is_skipped_by_the_breaker(tmp_path: Path
         "from services_ai_plugins import hookimpl\nimport time\n\n"
         "@hookimpl\ndef lead_created(lead):\n    time.sleep(3)\n",
     )
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    EventProcessor(host, runtime).process([Incoming(lead(i)) for i in range(5)])
+    runtime = host.runtime
+    host.processor.process([Incoming(lead(i)) for i in range(5)])
     runtime.close()
     statuses = [s for _, _, s in results(host)]
     assert statuses == ["timeout", "timeout", "skipped", "skipped", "skipped"]
-    skipped = EventService(host).show("ev-4")["results"][0]
-    assert "services-ai replay --plugin hang" in skipped["error"]
+    skipped = host.events.show("ev-4")["results"][0]
+    assert skipped["error"].startswith(
+        "not called: timed out or crashed on its last 2 calls; tried again after "
+    )
+    assert "services-ai" not in skipped["error"]  # stored data holds no CLI hint
     host.close()
 
 
@@ -226,14 +232,14 @@ def test_malformed_events_go_to_the_dead_letter_store_and_the_rest_are_processed
     )
     assert {d.action for d in report.dispositions} == {ACK}
     assert (report.events, report.dead) == (2, 3)
-    dead = EventService(host).dead_letters()
+    dead = host.events.dead_letters()
     reasons = sorted(d["reason"] for d in dead)
     assert reasons == [
         "event: data.id: input should be a valid string",
         "event: is not valid JSON: Expecting value (line 1, column 34)",
         "event: type: 'lead.exploded' is not an event type (lead.created, booking.created, booking.updated)",
     ]
-    assert EventService(host).show("bad-1")["status"] == "dead"
+    assert host.events.show("bad-1")["status"] == "dead"
 
 
 def test_transient_database_failure_asks_for_a_retry_with_backoff(
@@ -268,7 +274,7 @@ def test_one_unstorable_event_is_dead_lettered_and_the_batch_survives(
     report = processor.process([Incoming(lead(i)) for i in range(1, 4)])
     assert {d.action for d in report.dispositions} == {ACK}
     assert [e for e, _, _ in results(host)] == ["ev-1", "ev-3"]
-    (dead,) = EventService(host).dead_letters()
+    (dead,) = host.events.dead_letters()
     assert dead["stage"] == "store"
     assert dead["event_id"] == "ev-2"
     assert "IntegrityError" in dead["reason"]
@@ -295,7 +301,7 @@ def test_booking_updated_gets_the_booking_and_its_previous_state(
             )
         ]
     )
-    (result,) = EventService(host).show("bu-1")["results"]
+    (result,) = host.events.show("bu-1")["results"]
     assert result["result"]["now"] == "confirmed"
     assert result["result"]["was"] == "pending"
     assert "previous_state" not in result["result"]["keys"]
@@ -316,7 +322,7 @@ def test_events_counts(host: Host, processor: EventProcessor, tmp_path: Path) ->
         "@hookimpl\ndef lead_created(lead):\n    if lead['id'] == 'L2':\n        raise ValueError('x')\n",
     )
     processor.process([Incoming(lead(1)), Incoming(lead(2)), Incoming({"type": "nope"})])
-    counts = EventService(host).counts()
+    counts = host.events.counts()
     assert (counts["done"], counts["failed"], counts["dead"], counts["pending"]) == (2, 1, 1, 0)
     with host.db.session() as s:
         assert s.scalar(select(func.count()).select_from(DeadLetter)) == 1

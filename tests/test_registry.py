@@ -170,7 +170,7 @@ def test_granting_an_undeclared_permission_is_refused(host: Host) -> None:
     with pytest.raises(PermissionDeniedError) as caught:
         host.registry.grant("readme-style", "booking_access")
     assert str(caught.value) == (
-        "plugin readme-style: cannot be granted booking_access: its manifest does not declare it "
+        "plugin readme-style: booking_access cannot be granted: its manifest does not declare it "
         "(declared: dashboard_widget, lead_access)"
     )
     with pytest.raises(PermissionDeniedError, match="'root' is not a permission"):
@@ -255,7 +255,9 @@ def test_uninstall_goes_ahead_when_the_hook_fails(host: Host, tmp_path: Path) ->
     folder = write_plugin(tmp_path / "p", manifest_for(hooks=["lead_created", "plugin_uninstalled"]), main)
     host.registry.install(folder)
     report = host.registry.uninstall("test-plugin")
-    assert report.warnings == ["plugin_uninstalled hook failed (RuntimeError: stuck); carried on"]
+    assert report.warnings == [
+        "plugin_uninstalled hook failed (RuntimeError: stuck (at main.py:10 in plugin_uninstalled)); carried on"
+    ]
     assert _rows(host)["plugins"] == 0
 
 
@@ -324,12 +326,24 @@ def test_rollback_returns_to_the_previous_version(host: Host, tmp_path: Path) ->
         "test-plugin",
         _versioned(tmp_path, "2.0.0", settings=[{"name": "threshold", "type": "number", "default": 5}]),
     )
-    view = host.registry.rollback("test-plugin").plugin
-    assert view.version == "1.0.0"
+    report = host.registry.rollback("test-plugin")
+    assert report.plugin.version == "1.0.0"
+    assert report.warnings[0] == "version 2.0.0 is kept; upgrade to it again with its ZIP"
     assert host.registry.typed_settings("test-plugin")["threshold"] == 7
-    assert [v.version for v in host.registry.show("test-plugin").versions or []] == ["1.0.0"]
+    versions = host.registry.show("test-plugin").versions or []
+    assert [(v.version, v.current) for v in versions] == [("1.0.0", True), ("2.0.0", False)]
     with pytest.raises(PluginStateError, match="has no earlier version to roll back to"):
         host.registry.rollback("test-plugin")
+    # The version rolled back from is still there: the same archive upgrades to it again...
+    again = _versioned(tmp_path, "2.0.0", settings=[{"name": "threshold", "type": "number", "default": 5}])
+    assert host.registry.upgrade("test-plugin", again).plugin.version == "2.0.0"
+    # ...but not an archive with other contents under the same version.
+    other = _versioned(
+        tmp_path / "other", "2.0.0", settings=[{"name": "threshold", "type": "number", "default": 9}]
+    )
+    host.registry.rollback("test-plugin")
+    with pytest.raises(PluginStateError, match="version 2.0.0 was uploaded before with other contents"):
+        host.registry.upgrade("test-plugin", other)
 
 
 def test_upgrade_adding_a_required_setting_disables_until_set(host: Host, tmp_path: Path) -> None:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from services_ai_plugins.calling.runtime import PluginRuntime
+from services_ai_plugins.calling.caller import Outcome, Target
+from services_ai_plugins.calling.requests import event_call
 from services_ai_plugins.host import Host
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
 from tests.helpers import LEAD_MAIN, PLUGINS, manifest_for, write_plugin
 
 
 def _ids(runtime: PluginRuntime, hook: str) -> list[str]:
-    return [t.plugin.plugin_id for t in runtime.targets(hook)]
+    return [t.plugin_id for t in runtime.targets(hook)]
 
 
 def test_runtime_follows_enable_grant_revoke_disable(host: Host) -> None:
     host.registry.install(PLUGINS / "twin_a")
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    runtime = host.runtime
     runtime.refresh()
     assert _ids(runtime, "lead_created") == []
     host.registry.enable("twin-a")
@@ -36,7 +38,7 @@ def test_runtime_follows_enable_grant_revoke_disable(host: Host) -> None:
 
 
 def test_refresh_reads_nothing_until_the_poll_interval_passes(host: Host) -> None:
-    runtime = PluginRuntime(host.registry, poll_seconds=3600)
+    runtime = PluginRuntime(host.db, host.keyring, host.codes, host.executor, poll_seconds=3600)
     assert runtime.refresh() is True  # the first check always happens
     host.registry.install(PLUGINS / "twin_a")
     host.registry.enable("twin-a")
@@ -45,20 +47,55 @@ def test_refresh_reads_nothing_until_the_poll_interval_passes(host: Host) -> Non
     assert "twin-a" in runtime.plugins
 
 
+def _call(host: Host, target: Target, lead_id: str = "x") -> Outcome:
+    meta = {
+        "event_id": "e",
+        "type": "lead.created",
+        "occurred_at": "2026-01-01T00:00:00+00:00",
+        "source": "t",
+        "attempt": 1,
+    }
+    return host.caller.call(
+        "lead_created", target, [event_call("lead_created", target.plugin_id, {"id": lead_id}, None, meta)]
+    )[0]
+
+
+def test_a_changed_cache_is_noticed_and_extracted_again(host: Host) -> None:
+    host.registry.install(PLUGINS / "twin_a")
+    host.registry.grant("twin-a", "lead_access")
+    host.registry.enable("twin-a")
+    # Another plugin (or a hand edit) appends code to twin-a's cached files on this host.
+    sha = host.registry.show("twin-a").versions[0].sha256  # type: ignore[index]
+    main = host.config.cache_dir / sha / "main.py"
+    main.chmod(0o644)
+    main.write_text(main.read_text() + "\nraise RuntimeError('injected')\n")
+    runtime = host.runtime
+    runtime.refresh(force=True)
+    (target,) = runtime.targets("lead_created")
+    assert "injected" not in main.read_text()  # the reviewed code again, from the database
+    assert _call(host, target).result["who"] == "twin-a"
+
+
 def test_one_plugin_failing_to_load_never_stops_the_others(host: Host, tmp_path: Path) -> None:
-    for name in ("twin_a", "twin_b"):
-        host.registry.install(PLUGINS / name)
-        pid = name.replace("_", "-")
+    marker = tmp_path / "break-on-import"
+    broken = write_plugin(
+        tmp_path / "fragile",
+        manifest_for("Fragile"),
+        f"import pathlib\nif pathlib.Path({str(marker)!r}).exists():\n    raise RuntimeError('corrupt')\n"
+        + LEAD_MAIN,
+    )
+    for folder in (broken, PLUGINS / "twin_b"):
+        pid = host.registry.install(folder).plugin.id
         host.registry.grant(pid, "lead_access")
         host.registry.enable(pid)
-    # Break twin-a's cached code on this host (as a bad disk or a hand edit would).
-    sha = host.registry.show("twin-a").versions[0].sha256  # type: ignore[index]
-    (host.config.cache_dir / sha / "main.py").write_text("raise RuntimeError('corrupt')\n")
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
-    runtime.refresh()
-    assert _ids(runtime, "lead_created") == ["twin-b"]
-    assert "RuntimeError: corrupt" in runtime.failures["twin-a"]
-    runtime.close()
+    marker.write_text("")  # from now on, fragile's import fails on this host
+    runtime = host.runtime
+    runtime.refresh(force=True)
+    outcomes = {t.plugin_id: _call(host, t) for t in runtime.targets("lead_created")}
+    assert outcomes["twin-b"].ok
+    assert outcomes["fragile"].status == "error"
+    assert "could not be loaded" in (outcomes["fragile"].error or "")
+    assert "RuntimeError: corrupt" in (outcomes["fragile"].error or "")
 
 
 def test_a_host_that_never_saw_a_plugin_materialises_it_from_the_database(host: Host) -> None:
@@ -66,12 +103,12 @@ def test_a_host_that_never_saw_a_plugin_materialises_it_from_the_database(host: 
     host.registry.grant("twin-a", "lead_access")
     host.registry.enable("twin-a")
     shutil.rmtree(host.config.cache_dir)  # a fresh machine: nothing on disk
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    runtime = host.runtime
     runtime.refresh()
     (target,) = runtime.targets("lead_created")
-    assert target.call.function({"id": "x"}, {})["who"] == "twin-a"
-    assert (host.config.cache_dir / target.plugin.sha256 / "main.py").is_file()
-    runtime.close()
+    assert _call(host, target).result["who"] == "twin-a"
+    assert target.code is not None
+    assert (host.config.cache_dir / target.code.sha256 / "main.py").is_file()
 
 
 def test_upgrade_reloads_the_new_code(host: Host, tmp_path: Path) -> None:
@@ -80,10 +117,9 @@ def test_upgrade_reloads_the_new_code(host: Host, tmp_path: Path) -> None:
     host.registry.install(v1)
     host.registry.grant("test-plugin", "lead_access")
     host.registry.enable("test-plugin")
-    runtime = PluginRuntime(host.registry, poll_seconds=0)
+    runtime = host.runtime
     runtime.refresh()
-    assert runtime.targets("lead_created")[0].call.function({"id": "1"}, {"settings": {}})["status"] == "v1"
+    assert _call(host, runtime.targets("lead_created")[0]).result["status"] == "v1"
     host.registry.upgrade("test-plugin", v2)
     runtime.refresh()
-    assert runtime.targets("lead_created")[0].call.function({"id": "1"}, {"settings": {}})["status"] == "v2"
-    runtime.close()
+    assert _call(host, runtime.targets("lead_created")[0]).result["status"] == "v2"

@@ -20,7 +20,7 @@ from workers import state, tasks
 
 
 @pytest.fixture
-def worker(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[state.WorkerState]:
+def worker(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
     for name, value in {
         "DATABASE_URL": database_url,
         "SERVICES_AI_DATA_DIR": str(tmp_path / "data"),
@@ -39,8 +39,7 @@ def worker(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -
     state.reset()
     current = state.get()
     yield current
-    current.processor.close()
-    current.runtime.close()
+    current.close()
     state.reset()
 
 
@@ -57,16 +56,16 @@ def lead(i: int) -> dict[str, Any]:
     return {"event_id": f"t{i}", "type": "lead.created", "data": {"id": f"L{i}", "company": "Acme"}}
 
 
-def test_process_events_stores_results_and_acknowledges(worker: state.WorkerState) -> None:
+def test_process_events_stores_results_and_acknowledges(worker: Host) -> None:
     actions = tasks.process_events([(lead(1), 1, False), (lead(2), 1, False), ({"type": "bad"}, 1, False)])
     assert actions == [ACK, ACK, ACK]
-    events = EventService(worker.host)
+    events = worker.events
     assert events.show("t1")["results"][0]["status"] == "success"
     assert events.counts()["dead"] == 1
 
 
 def test_a_database_outage_schedules_retries_with_backoff(
-    worker: state.WorkerState, sent: list, monkeypatch: pytest.MonkeyPatch
+    worker: Host, sent: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def down(*_: object, **__: object) -> None:
         raise OperationalError("COPY", {}, Exception("connection refused"))
@@ -81,7 +80,7 @@ def test_a_database_outage_schedules_retries_with_backoff(
 
 
 def test_an_event_out_of_attempts_goes_to_the_dead_letter_store(
-    worker: state.WorkerState, sent: list, monkeypatch: pytest.MonkeyPatch
+    worker: Host, sent: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_write = worker.processor.store.write
     calls = {"n": 0}
@@ -95,13 +94,13 @@ def test_an_event_out_of_attempts_goes_to_the_dead_letter_store(
     monkeypatch.setattr(worker.processor.store, "write", fail_once)
     assert tasks.process_events([(lead(1), 3, False)]) == [ACK]
     assert sent == []
-    (letter,) = EventService(worker.host).dead_letters()
+    (letter,) = worker.events.dead_letters()
     assert (letter["event_id"], letter["stage"]) == ("t1", "retries")
     assert letter["reason"] == "gave up after 3 attempts: the database kept failing"
 
 
 def test_widget_tick_queues_the_due_widgets_and_refresh_renders(
-    worker: state.WorkerState, sent: list
+    worker: Host, sent: list
 ) -> None:
     assert tasks.widgets_tick() == 1
     assert sent == [("widget", {"plugin_id": "lead-insights"})]
@@ -110,9 +109,9 @@ def test_widget_tick_queues_the_due_widgets_and_refresh_renders(
     assert tasks.refresh_widget("not-installed") is None
 
 
-def test_export_and_replay_tasks(worker: state.WorkerState) -> None:
+def test_export_and_replay_tasks(worker: Host) -> None:
     tasks.process_events([(lead(1), 1, False)])
-    export_id = ExportService(worker.host).create("leads")
+    export_id = worker.exports.create("leads")
     assert tasks.run_export(export_id) == "done"
     assert tasks.replay_plugin("lead-insights", "2000-01-01T00:00:00+00:00", None, False) == {
         "events": 0,

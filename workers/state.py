@@ -1,51 +1,39 @@
-"""What one worker process keeps between tasks: its host, its loaded plugins, its processor."""
+"""What one worker process keeps between tasks: its host (with its plugin runtime and batch
+processor)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from dataclasses import dataclass
 
-from services_ai_plugins.calling.runtime import PluginRuntime
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline.processor import EventProcessor
-
-
-@dataclass
-class WorkerState:
-    pid: int
-    host: Host
-    runtime: PluginRuntime
-    processor: EventProcessor
-
 
 log = logging.getLogger(__name__)
-_state: WorkerState | None = None
+_host: tuple[int, Host] | None = None
 _lock = threading.Lock()
 
 
-def get() -> WorkerState:
-    """This process's state, made on first use (after any fork)."""
-    global _state
-    current = _state
-    if current is not None and current.pid == os.getpid():
-        return current
+def get() -> Host:
+    """This process's host, made on first use (after any fork)."""
+    global _host
+    current = _host
+    if current is not None and current[0] == os.getpid():
+        return current[1]
     with _lock:
-        if _state is None or _state.pid != os.getpid():
-            host = Host().ready()
-            runtime = PluginRuntime(host.registry)
-            _state = WorkerState(os.getpid(), host, runtime, EventProcessor(host, runtime))
-        return _state
+        if _host is None or _host[0] != os.getpid():
+            _host = (os.getpid(), Host().ready())
+        return _host[1]
 
 
 def warm_up() -> None:
-    """Build this process's state and load its plugins now. Failing here is not fatal: the
-    first task tries again (and reports the error there)."""
+    """Build this process's host and read its plugins now, and connect to the database, so the
+    first batch does not wait for it. Failing here is not fatal: the first task tries again (and
+    reports the error there)."""
     try:
-        worker = get()
-        worker.runtime.refresh(force=True)
-        with worker.processor.store.connection() as conn:  # connect now, not in the first batch
+        host = get()
+        host.runtime.refresh(force=True)
+        with host.processor.store.connection() as conn:
             conn.exec_driver_sql("SELECT 1")
             conn.rollback()
     except Exception:
@@ -54,7 +42,7 @@ def warm_up() -> None:
 
 
 def reset() -> None:
-    """Forget the state (a forked child must build its own)."""
-    global _state
+    """Forget the host (a forked child must build its own)."""
+    global _host
     with _lock:
-        _state = None
+        _host = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from celery.concurrency.solo import TaskPool as SoloPool
@@ -18,6 +19,8 @@ from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 
 from services_ai_plugins.config import get_config
+from services_ai_plugins.errors import PluginError
+from services_ai_plugins.host import Host
 from services_ai_plugins.infra.broker import (
     EVENT_TASK,
     EXPORT_TASK,
@@ -135,8 +138,8 @@ def process_events(requests: list[SimpleRequest | tuple[Any, int, bool]]) -> lis
     """Process a batch of events; return one action per message (ack / requeue)."""
     items = [Incoming(*(r if isinstance(r, tuple) else _slim(r))) for r in requests]
     try:
-        worker = state.get()
-        report = worker.processor.process(items)
+        host = state.get()
+        report = host.processor.process(items)
     except Exception:
         log.exception("batch of %d failed unexpectedly; requeueing it", len(items))
         return [REQUEUE] * len(items)
@@ -145,16 +148,15 @@ def process_events(requests: list[SimpleRequest | tuple[Any, int, bool]]) -> lis
         if disp.action != RETRY:
             actions.append(disp.action)
             continue
-        actions.append(_retry_later(worker, item, disp.attempt, disp.countdown))
+        actions.append(_retry_later(host, item, disp.attempt, disp.countdown))
     return actions
 
 
-def _retry_later(worker: state.WorkerState, item: Incoming, attempt: int, countdown: float) -> str:
+def _retry_later(host: Host, item: Incoming, attempt: int, countdown: float) -> str:
     """Send the event again with a delay, or to the dead-letter store when out of tries."""
-    config = worker.host.config
-    if attempt > config.event_max_attempts:
+    if attempt > host.config.event_max_attempts:
         try:
-            worker.processor.dead_letter_exhausted(
+            host.processor.dead_letter_exhausted(
                 [item], f"gave up after {item.attempt} attempts: the database kept failing"
             )
             return ACK
@@ -173,10 +175,7 @@ def _retry_later(worker: state.WorkerState, item: Incoming, attempt: int, countd
 @app.task(name=WIDGET_TICK_TASK, acks_late=True, ignore_result=True)
 def widgets_tick() -> int:
     """Beat's tick: queue a refresh for each widget that is due."""
-    from services_ai_plugins.features.widgets import WidgetService
-
-    worker = state.get()
-    due = WidgetService(worker.host).due(worker.runtime)
+    due = state.get().widgets.due()
     for plugin_id in due:
         refresh_widget.delay(plugin_id)
     return len(due)
@@ -184,30 +183,21 @@ def widgets_tick() -> int:
 
 @app.task(name=WIDGET_REFRESH_TASK, acks_late=True, ignore_result=True)
 def refresh_widget(plugin_id: str) -> str | None:
-    from services_ai_plugins.features.widgets import WidgetService
-
-    worker = state.get()
-    snap = WidgetService(worker.host).refresh(worker.runtime, plugin_id)
-    return None if snap is None else str(snap["status"])
+    try:
+        return str(state.get().widgets.refresh(plugin_id)["status"])
+    except PluginError as exc:  # uninstalled, disabled or revoked since it was queued: nothing to do
+        log.info("widget of %s not refreshed: %s", plugin_id, exc)
+        return None
 
 
 @app.task(name=EXPORT_TASK, acks_late=True, ignore_result=True)
 def run_export(export_id: str) -> str:
-    from services_ai_plugins.features.exports import ExportService
-
-    worker = state.get()
-    return ExportService(worker.host).run(worker.runtime, export_id)["status"]  # type: ignore[no-any-return]
+    return str(state.get().exports.run(export_id)["status"])
 
 
 @app.task(name=REPLAY_TASK, acks_late=True, ignore_result=True)
 def replay_plugin(plugin_id: str, since: str, until: str | None, include_failed: bool) -> dict[str, int]:
-    from datetime import datetime
-
-    from services_ai_plugins.pipeline.events import EventService
-
-    worker = state.get()
-    return EventService(worker.host).backfill(
-        worker.runtime,
+    return state.get().backfill.run(
         plugin_id,
         datetime.fromisoformat(since),
         datetime.fromisoformat(until) if until else None,

@@ -1,8 +1,8 @@
 """A circuit breaker per plugin: a plugin that keeps timing out stops being called.
 
-Every timed-out call costs its whole time limit; a plugin that hangs on every call would cost
-every other plugin that much per event. After ``threshold`` consecutive timeouts the breaker
-opens: the plugin is not called (its results are stored as ``skipped`` with the reason, and
+Every timed-out call costs its whole time limit (and a crashed sandbox a restart); a plugin that
+hangs on every call would cost every other plugin that much per event. After ``threshold``
+consecutive timeouts or crashes the breaker opens: the plugin is not called (its results are stored as ``skipped`` with the reason, and
 can be re-run later with ``services-ai replay``). After the cool-down one call is let through;
 a success closes the breaker, another timeout re-opens it for twice as long (up to an hour).
 
@@ -19,9 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from services_ai_plugins.calling.dispatch import TIMEOUT
+from services_ai_plugins.calling.executor import CRASHED, TIMEOUT
+
+__all__ = ["MAX_COOLDOWN", "Breakers", "Trip"]
 
 MAX_COOLDOWN = 3600.0
+#: What counts against a plugin: a call that ran out of time, or whose process died under it.
+_TRIPPING = (TIMEOUT, CRASHED)
 
 
 @dataclass
@@ -59,7 +63,7 @@ class Breakers:
 
     def record(self, plugin_id: str, status: str) -> None:
         state = self._states.get(plugin_id)
-        if status != TIMEOUT:
+        if status not in _TRIPPING:
             if state is not None and (state.consecutive or state.open_until):
                 was_open = state.open_until is not None
                 self._states[plugin_id] = _State()

@@ -1,7 +1,8 @@
 """The ``context`` a hook receives: what it needs and nothing more.
 
-The plugin's own identity and typed settings (secrets decrypted for it alone), the event's
-metadata, a logger of its own that never prints its secrets, and the acting user if any.
+The plugin's own identity and typed settings (secrets decrypted for it alone), the call's own
+entries (event metadata, the idempotency key, the acting user, recent results, export records)
+and a logger of its own whose lines never show the plugin's secrets.
 """
 
 from __future__ import annotations
@@ -11,33 +12,37 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.manifest import Manifest
+from services_ai_plugins.calling.redaction import RedactingFilter, Redactor
 
-REDACTED = "[secret]"
+__all__ = ["LOGGER_PREFIX", "build_context", "plugin_identity", "plugin_logger"]
+
+LOGGER_PREFIX = "services_ai.plugin"
+#: Where a plugin's (redacted) log lines go on from its own logger.
+_OUT = logging.getLogger("services_ai.plugins")
 
 
-class _RedactSecrets(logging.Filter):
-    """Replaces the plugin's secret values in anything it logs."""
+class _Forward(logging.Handler):
+    """Redacts a plugin's log line, then hands it to the host's logging."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, plugin_id: str, redactor: Redactor) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 4]
+        self.plugin_id = plugin_id
+        self.addFilter(RedactingFilter(redactor))
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            text = record.getMessage()
-            for secret in self.secrets:
-                text = text.replace(secret, REDACTED)
-            record.msg, record.args = text, None
-        return True
+    def emit(self, record: logging.LogRecord) -> None:
+        if _OUT.isEnabledFor(record.levelno):
+            _OUT.handle(record)
 
 
 def plugin_logger(plugin_id: str, secrets: Iterable[str] = ()) -> logging.Logger:
-    """``services_ai.plugin.<id>``, with a filter that redacts the plugin's secrets."""
-    logger = logging.getLogger(f"services_ai.plugin.{plugin_id}")
-    for f in list(logger.filters):
-        if isinstance(f, _RedactSecrets):
-            logger.removeFilter(f)
-    logger.addFilter(_RedactSecrets(secrets))
+    """``services_ai.plugin.<id>``: what it and its child loggers log reaches the host's
+    handlers with the plugin's secret values redacted."""
+    logger = logging.getLogger(f"{LOGGER_PREFIX}.{plugin_id}")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _Forward):
+            logger.removeHandler(handler)
+    logger.addHandler(_Forward(plugin_id, Redactor(secrets)))
+    logger.propagate = False
     return logger
 
 
@@ -56,8 +61,6 @@ def build_context(
     settings: Mapping[str, Any],
     logger: logging.Logger,
     *,
-    event: Mapping[str, Any] | None = None,
-    user: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A fresh context dict for one call (a plugin that mutates it changes nothing else)."""
@@ -66,11 +69,9 @@ def build_context(
         "plugin": plugin_identity(manifest),
         "settings": dict(settings),
         "logger": logger,
-        "user": user,
+        "user": None,
         "request": None,
     }
-    if event is not None:
-        context["event"] = dict(event)
     if extra:
         context.update(extra)
     return context

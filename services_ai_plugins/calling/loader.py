@@ -1,8 +1,12 @@
-"""Import plugins and register them with Pluggy.
+"""Import plugins and register them with Pluggy. This runs plugin code: only executors call it
+(in this process for the inline one, inside the sandbox for the other).
 
 Each plugin is imported as a package under a unique module name (``_sai_plugin_<id>_<sha>_<n>``),
 so two plugins that both have ``main.py`` or ``utils.py`` never collide, and relative imports
-inside a plugin work. Unloading unregisters it and removes every module of its package.
+inside a plugin work. Only ``.py`` source is ever imported from a plugin's folder: bytecode
+(``__pycache__``, ``.pyc``) and native extensions in it are never looked at, and no bytecode is
+written there, so what runs is the source that was reviewed and checked. Unloading unregisters
+the plugin and removes every module of its package.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import importlib.util
 import inspect
 import itertools
 import json
+import os
 import platform
 import sys
 import types
@@ -29,10 +34,39 @@ from schemas.manifest import HOOK_NAMES, Manifest, parse_manifest
 from services_ai_plugins import hookspecs
 from services_ai_plugins.calling import compat
 from services_ai_plugins.calling.timelimit import PluginTimeout, call_with_time_limit
-from services_ai_plugins.errors import ManifestError, PluginLoadError
+from services_ai_plugins.errors import ManifestError, PluginLoadError, one_line
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EntryPointPlugin",
+    "HookCall",
+    "LoadedPlugin",
+    "PluginLoader",
+    "check_python",
+    "discover_entry_points",
+    "entry_point_object",
+    "manifest_info",
+    "new_plugin_manager",
+]
 
 ENTRY_POINT_GROUP = "services_ai.plugins"
 _counter = itertools.count(1)
+
+
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the ``.py`` file every time: never reads nor writes cached bytecode."""
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        path = self.get_filename(fullname)
+        source = self.get_data(path)
+        return compile(source, path, "exec", dont_inherit=True)
+
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:
+        return None  # never write __pycache__ into a plugin's folder
+
+
+def _source_only_finder(root: str) -> importlib.machinery.FileFinder:
+    return importlib.machinery.FileFinder(root, (_SourceOnlyLoader, [".py"]))
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -60,6 +94,8 @@ class LoadedPlugin:
     obj: Any
     module_name: str | None
     hooks: dict[str, HookCall] = field(default_factory=dict)
+    #: Folders holding the plugin's own files (its traceback frames are the ones inside them).
+    roots: tuple[str, ...] = ()
 
 
 def _spec_argnames(pm: pluggy.PluginManager, hook: str) -> tuple[str, ...]:
@@ -125,6 +161,7 @@ class PluginLoader:
     def load_folder(self, manifest: Manifest, root: Path, tag: str = "") -> LoadedPlugin:
         """Import the plugin extracted at ``root`` and register it; checks it against its manifest."""
         plugin_id = manifest.plugin_id
+        root = Path(os.path.realpath(root))
         check_python(manifest)
         if _entry_file(root, manifest.entry_module) is None:
             raise ManifestError(
@@ -149,15 +186,20 @@ class PluginLoader:
         except BaseException as exc:  # plugin code may raise anything, SystemExit included
             _drop_modules(module_name)
             raise PluginLoadError(
-                plugin_id, f"importing {manifest.entry_point} failed: {_describe(exc)}"
+                plugin_id, f"importing {manifest.entry_point} failed: {one_line(exc, 300)}"
             ) from None
-        return self._register(manifest, obj, module_name)
+        return self._register(manifest, obj, module_name, (str(root),))
 
     def _import(self, manifest: Manifest, root: Path, module_name: str) -> Any:
         init = root / "__init__.py"
+        # Submodules of the plugin are found through this finder alone: .py source only.
+        sys.path_importer_cache[str(root)] = _source_only_finder(str(root))
         if init.is_file():
             spec = importlib.util.spec_from_file_location(
-                module_name, init, submodule_search_locations=[str(root)]
+                module_name,
+                init,
+                loader=_SourceOnlyLoader(module_name, str(init)),
+                submodule_search_locations=[str(root)],
             )
         else:  # no __init__.py: an empty package over the folder
             spec = importlib.machinery.ModuleSpec(module_name, None, is_package=True)
@@ -191,13 +233,33 @@ class PluginLoader:
         check_python(manifest)
         if inspect.isclass(obj):
             obj = obj()
-        return self._register(manifest, obj, None)
+        module = obj if inspect.ismodule(obj) else inspect.getmodule(obj)
+        file = getattr(module, "__file__", None)
+        roots = (os.path.dirname(os.path.realpath(file)),) if file else ()
+        return self._register(manifest, obj, None, roots)
 
-    def _register(self, manifest: Manifest, obj: Any, module_name: str | None) -> LoadedPlugin:
+    def _register(
+        self, manifest: Manifest, obj: Any, module_name: str | None, roots: tuple[str, ...]
+    ) -> LoadedPlugin:
         plugin_id = manifest.plugin_id
         try:
             impls = _find_impls(self.pm, obj)
-            self._check_hooks(manifest, impls)
+            unknown = sorted(set(impls) - set(HOOK_NAMES))
+            if unknown:
+                raise ManifestError(
+                    "hooks",
+                    f"{manifest.entry_module}.py implements {', '.join(unknown)}, which is not a hook "
+                    f"(hooks: {', '.join(HOOK_NAMES)})",
+                )
+            for hook, fn in impls.items():
+                allowed = _spec_argnames(self.pm, hook)
+                extra = [a for a in _impl_argnames(fn) if a not in allowed]
+                if extra:
+                    raise PluginLoadError(
+                        plugin_id,
+                        f"{hook}() takes {', '.join(extra)}, which the hook does not provide "
+                        f"(it provides: {', '.join(allowed)})",
+                    )
             if plugin_id in self.loaded:
                 self.unload(plugin_id)
             try:
@@ -214,40 +276,10 @@ class PluginLoader:
             obj=obj,
             module_name=module_name,
             hooks={h: HookCall(fn, _impl_argnames(fn)) for h, fn in impls.items()},
+            roots=roots,
         )
         self.loaded[plugin_id] = loaded
         return loaded
-
-    def _check_hooks(self, manifest: Manifest, impls: dict[str, Any]) -> None:
-        where = f"{manifest.entry_module}.py" + (
-            f" ({manifest.plugin_class})" if manifest.plugin_class else ""
-        )
-        unknown = sorted(set(impls) - set(HOOK_NAMES))
-        if unknown:
-            raise ManifestError(
-                "hooks",
-                f"{where} implements {', '.join(unknown)}, which is not a hook "
-                f"(hooks: {', '.join(HOOK_NAMES)})",
-            )
-        declared = set(manifest.hooks)
-        missing = sorted(declared - set(impls))
-        if missing:
-            raise ManifestError("hooks", f"declared hook {', '.join(missing)} is not implemented in {where}")
-        undeclared = sorted(set(impls) - declared)
-        if undeclared:
-            raise ManifestError(
-                "hooks",
-                f"{where} implements {', '.join(undeclared)} but the manifest does not declare it",
-            )
-        for hook, fn in impls.items():
-            allowed = _spec_argnames(self.pm, hook)
-            extra = [a for a in _impl_argnames(fn) if a not in allowed]
-            if extra:
-                raise PluginLoadError(
-                    manifest.plugin_id,
-                    f"{hook}() takes {', '.join(extra)}, which the hook does not provide "
-                    f"(it provides: {', '.join(allowed)})",
-                )
 
     # -- unloading --------------------------------------------------------------------------
 
@@ -260,15 +292,12 @@ class PluginLoader:
             self.pm.unregister(name=plugin_id)
         if loaded.module_name:
             _drop_modules(loaded.module_name)
+            for root in loaded.roots:
+                sys.path_importer_cache.pop(root, None)
 
     def unload_all(self) -> None:
         for plugin_id in list(self.loaded):
             self.unload(plugin_id)
-
-
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 # -- pip-installed plugins ------------------------------------------------------------------
@@ -315,7 +344,7 @@ def discover_entry_points() -> tuple[list[EntryPointPlugin], list[str]]:
             problems.append(f"entry point {ep.name} ({ep.value}): {reason}")
             continue
         except BaseException as exc:
-            problems.append(f"entry point {ep.name} ({ep.value}): {_describe(exc)}")
+            problems.append(f"entry point {ep.name} ({ep.value}): {one_line(exc, 300)}")
             continue
         found.append(EntryPointPlugin(ep.name, ep.value, dist, manifest, obj))
     return found, problems
@@ -325,3 +354,8 @@ def manifest_info(manifest: Manifest) -> dict[str, Any]:
     """``plugin_info`` as ``plugin_installed`` receives it (plain JSON)."""
     info: dict[str, Any] = json.loads(manifest.model_dump_json(by_alias=True, exclude_none=True))
     return info
+
+
+def entry_point_object(value: str) -> Any:
+    """Load ``module:attribute`` of a pip-installed plugin (this imports its code)."""
+    return importlib.metadata.EntryPoint(name="plugin", value=value, group=ENTRY_POINT_GROUP).load()

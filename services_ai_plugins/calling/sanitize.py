@@ -11,9 +11,13 @@ modal, full-viewport, z-index utilities).
 
 from __future__ import annotations
 
+import html as html_lib
 import re
+import unicodedata
 
 import nh3
+
+__all__ = ["MAX_HTML_BYTES", "plain_text", "sanitize_html"]
 
 TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "col", "colgroup", "dd",
@@ -90,3 +94,16 @@ def sanitize_html(html: str, max_bytes: int = MAX_HTML_BYTES) -> str:
     if len(html.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ValueError(f"HTML is over {max_bytes} bytes")
     return _CLEANER.clean(html)
+
+
+_TEXT_ONLY = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style"}, attributes={})
+
+
+def plain_text(text: str, max_chars: int = 200) -> str:
+    """A title or label from a plugin as plain text: no markup, no control or invisible
+    formatting characters, white space folded, capped in length."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, not {type(text).__name__}")
+    stripped = html_lib.unescape(_TEXT_ONLY.clean(text[: max_chars * 8]))
+    kept = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in stripped)
+    return " ".join(kept.split())[:max_chars]

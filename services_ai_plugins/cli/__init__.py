@@ -1,8 +1,9 @@
 """``services-ai``: the command line for administrators, plugin authors and ops.
 
-Every command calls the service layer (:mod:`services_ai_plugins.lifecycle.registry` and friends); the
-only thing decided here is how results and errors are shown. Errors are one line on standard
-error with a meaningful exit status, never a traceback (``SERVICES_AI_DEBUG=1`` shows one).
+A thin client of the service layer (:class:`~services_ai_plugins.host.Host`): each command
+reads its arguments, calls one service and prints the result. Errors are one line on standard
+error with the exit status of ``cli/errors.py``, never a traceback (``SERVICES_AI_DEBUG=1``
+shows one).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 import click
 
 from services_ai_plugins import __version__
+from services_ai_plugins.cli import errors
 from services_ai_plugins.cli.output import fail
-from services_ai_plugins.errors import ServicesAIError
+from services_ai_plugins.errors import ServicesAIError, one_line
 
-EX_SOFTWARE = 70
+__all__ = ["cli", "main"]
 
 
 class ServicesAIGroup(click.Group):
@@ -29,8 +31,8 @@ class ServicesAIGroup(click.Group):
         except ServicesAIError as exc:
             if os.environ.get("SERVICES_AI_DEBUG"):
                 raise
-            fail(str(exc))
-            sys.exit(exc.exit_code)
+            fail(errors.message(exc))
+            sys.exit(errors.exit_status(exc))
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -39,9 +41,8 @@ class ServicesAIGroup(click.Group):
         except Exception as exc:
             if os.environ.get("SERVICES_AI_DEBUG"):
                 raise
-            text = " ".join(str(exc).split())[:300]
-            fail(f"unexpected {type(exc).__name__}: {text} (SERVICES_AI_DEBUG=1 shows the traceback)")
-            sys.exit(EX_SOFTWARE)
+            fail(f"unexpected {one_line(exc, 300)} (SERVICES_AI_DEBUG=1 shows the traceback)")
+            sys.exit(errors.EX_SOFTWARE)
 
 
 @click.group(cls=ServicesAIGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,16 +52,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from services_ai_plugins.cli import admin, plugin
+    from services_ai_plugins.cli import demo, events, features, ops, plugin
 
-    cli.add_command(plugin.plugin)
-    cli.add_command(admin.db)
-    cli.add_command(admin.secret_key)
-    try:
-        from services_ai_plugins.cli import pipeline
-    except ImportError:  # pragma: no cover - the pipeline commands arrive with the pipeline
-        return
-    pipeline.register(cli)
+    for group in (plugin, events, features, ops, demo):
+        for command in group.COMMANDS:
+            cli.add_command(command)
 
 
 _register()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.table import Table
@@ -175,13 +176,11 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
     from celery.contrib.testing.worker import start_worker
 
     import workers
-    from services_ai_plugins.pipeline.events import EventService
-    from services_ai_plugins.publisher import Publisher
 
     rng = random.Random(7)  # noqa: S311 - made-up demo data, reproducible
     batch = _events(count, rng)
-    events = EventService(host)
-    publisher = Publisher(config)
+    events = host.events
+    publisher = host.publisher
     with start_worker(
         workers.app,
         pool="solo",
@@ -243,27 +242,20 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
             tbl.add_row(v["data"]["id"], v["type"], r["plugin_id"], r["status"], message or r["error"] or "")
     out.print(tbl)
 
-    from services_ai_plugins.calling.runtime import PluginRuntime
-    from services_ai_plugins.features.exports import ExportService
-    from services_ai_plugins.features.widgets import WidgetService
-
-    runtime = PluginRuntime(host.registry)
-    snap = WidgetService(host).refresh(runtime, PLUGIN_ID, actor="demo")
-    assert snap is not None
+    snap = host.widgets.refresh(PLUGIN_ID, actor="demo")
     out.print(
         f"7. widget        {snap['status']}: {snap['title']} (refresh every {snap['refresh_interval']} s, "
         f"rendered in {snap['duration_ms']:.1f} ms): {_text_of(snap['html'])}",
         highlight=False,
         markup=False,
     )
-    exports = ExportService(host)
+    exports = host.exports
     export_id = exports.create("leads", filters={"min_score": 55}, actor="demo")
-    job = exports.run(runtime, export_id)
+    job = exports.run(export_id)
     csv_path = config.data_dir / "leads-export.csv"
     with csv_path.open("w", encoding="utf-8", newline="") as fh:
         exports.write(export_id, fh, "csv")
     out.print(f"8. export        leads scoring 55+: {job['row_count']} row(s) -> {csv_path}")
-    runtime.close()
     dead = events.dead_letters(limit=1)
     if dead:
         out.print(
@@ -323,3 +315,20 @@ def _stored(events: Any, event_id: str, shown: dict[str, Any]) -> bool:
         return False
     shown[event_id] = view
     return True
+
+
+@click.command()
+@click.option(
+    "--events",
+    "count",
+    default=40,
+    show_default=True,
+    type=click.IntRange(3, 100_000),
+    help="How many events to publish.",
+)
+def demo(count: int) -> None:
+    """Run the whole pipeline once and report what each plugin did (no Redis or PostgreSQL needed)."""
+    run(count)
+
+
+COMMANDS = (demo,)

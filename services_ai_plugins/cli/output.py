@@ -12,6 +12,10 @@ from pydantic import BaseModel
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
+from services_ai_plugins.lifecycle.views import ChangeReport
+
+__all__ = ["emit_json", "err", "fail", "out", "report", "say", "setting_text", "table", "warn", "yes_no"]
+
 
 class _Console(Console):
     """A console that, writing to a file or a pipe, never folds a line (ids stay whole)."""
@@ -71,3 +75,22 @@ def fail(message: str) -> None:
 
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+def report(result: ChangeReport, as_json: bool, message: str) -> None:
+    """A registry change: its warnings on standard error, then the plugin as JSON or ``message``."""
+    for warning in result.warnings:
+        warn(warning)
+    if as_json:
+        emit_json(result.plugin)
+    else:
+        say(message)
+
+
+def setting_text(s: dict[str, Any]) -> str:
+    """A setting's value for people: secrets only as set or not set."""
+    if s["secret"]:
+        return "(set)" if s["is_set"] else "(not set)"
+    value = s["value"]
+    text = "" if value is None else str(value)
+    return text if s["is_set"] else f"{text} (default)" if text else "(not set)"

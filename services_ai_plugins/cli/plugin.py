@@ -1,4 +1,5 @@
-"""``services-ai plugin ...``: everything an administrator or a plugin author does with a plugin."""
+"""``services-ai plugin ...``: what an administrator does with an installed plugin (authoring
+commands are in ``authoring.py``, settings in ``plugin_config.py``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ from pathlib import Path
 
 import click
 
-from services_ai_plugins.cli.common import actor, host_from_env
-from services_ai_plugins.cli.output import emit_json, say, table, warn, yes_no
-from services_ai_plugins.lifecycle import archive, scaffold
-from services_ai_plugins.lifecycle.registry import ChangeReport, PluginView
+from services_ai_plugins.cli.common import JSON, actor, host_from_env
+from services_ai_plugins.cli.output import emit_json, report, say, setting_text, table, warn, yes_no
+from services_ai_plugins.lifecycle.views import PluginView
 
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+__all__ = ["COMMANDS", "plugin"]
 
 
 @click.group()
@@ -19,86 +19,10 @@ def plugin() -> None:
     """Install, configure and manage plugins."""
 
 
-def _report(report: ChangeReport, as_json: bool, message: str) -> None:
-    for warning in report.warnings:
-        warn(warning)
-    if as_json:
-        emit_json(report.plugin)
-    else:
-        say(message)
-
-
 def _permissions_text(view: PluginView) -> str:
     if not view.permissions:
         return "-"
     return ", ".join(f"{name}{'' if granted else ' (off)'}" for name, granted in view.permissions.items())
-
-
-# -- authoring ------------------------------------------------------------------------------
-
-
-@plugin.command("new")
-@click.argument("name")
-@click.option(
-    "--dir",
-    "parent",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Folder to create the plugin in.",
-)
-@click.option(
-    "--style",
-    type=click.Choice(["functions", "class"]),
-    default="functions",
-    show_default=True,
-    help="Module-level hook functions, or a class named by plugin_class.",
-)
-def plugin_new(name: str, parent: Path, style: str) -> None:
-    """Scaffold a working plugin called NAME, with a test."""
-    folder = scaffold.create(name, parent, style=style)
-    say(f"created {folder}")
-    say(f"next: services-ai plugin validate {folder} && python -m pytest {folder}")
-
-
-@plugin.command("validate")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@JSON
-def plugin_validate(path: Path, as_json: bool) -> None:
-    """Run every install check on a ZIP or folder without installing it."""
-    manifest = host_from_env().registry.validate(path)
-    if as_json:
-        emit_json(
-            {
-                "valid": True,
-                "id": manifest.plugin_id,
-                "version": manifest.version,
-                "hooks": manifest.hooks,
-                "permissions": manifest.permission_names,
-            }
-        )
-    else:
-        say(f"valid: {manifest.plugin_id} {manifest.version} (hooks: {', '.join(manifest.hooks) or 'none'})")
-
-
-@plugin.command("package")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="ZIP to write (default: <id>-<version>.zip in the current folder).",
-)
-def plugin_package(folder: Path, output: Path | None) -> None:
-    """Package a plugin folder as a ZIP, after validating it."""
-    host = host_from_env()
-    manifest = host.registry.validate(folder)
-    data = archive.package_dir(folder, host.registry.limits)
-    target = output or Path(f"{manifest.plugin_id}-{manifest.version}.zip")
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
-    say(f"wrote {target} ({len(data)} bytes, sha256 {archive.sha256_hex(data)[:12]})")
 
 
 # -- lifecycle ------------------------------------------------------------------------------
@@ -109,9 +33,9 @@ def plugin_package(folder: Path, output: Path | None) -> None:
 @JSON
 def plugin_install(path: Path, as_json: bool) -> None:
     """Install a plugin from a ZIP or a folder (disabled, every permission off)."""
-    report = host_from_env().registry.install(path, actor=actor())
-    p = report.plugin
-    _report(report, as_json, f"installed {p.id} {p.version} (disabled; permissions: {_permissions_text(p)})")
+    result = host_from_env().registry.install(path, actor=actor())
+    p = result.plugin
+    report(result, as_json, f"installed {p.id} {p.version} (disabled; permissions: {_permissions_text(p)})")
 
 
 @plugin.command("upgrade")
@@ -120,8 +44,8 @@ def plugin_install(path: Path, as_json: bool) -> None:
 @JSON
 def plugin_upgrade(plugin_id: str, path: Path, as_json: bool) -> None:
     """Replace PLUGIN_ID's code with a newer version (settings and grants kept)."""
-    report = host_from_env().registry.upgrade(plugin_id, path, actor=actor())
-    _report(report, as_json, f"upgraded {plugin_id} to {report.plugin.version}")
+    result = host_from_env().registry.upgrade(plugin_id, path, actor=actor())
+    report(result, as_json, f"upgraded {plugin_id} to {result.plugin.version}")
 
 
 @plugin.command("rollback")
@@ -129,8 +53,8 @@ def plugin_upgrade(plugin_id: str, path: Path, as_json: bool) -> None:
 @JSON
 def plugin_rollback(plugin_id: str, as_json: bool) -> None:
     """Go back to the version installed before the current one."""
-    report = host_from_env().registry.rollback(plugin_id, actor=actor())
-    _report(report, as_json, f"rolled {plugin_id} back to {report.plugin.version}")
+    result = host_from_env().registry.rollback(plugin_id, actor=actor())
+    report(result, as_json, f"rolled {plugin_id} back to {result.plugin.version}")
 
 
 @plugin.command("enable")
@@ -138,8 +62,8 @@ def plugin_rollback(plugin_id: str, as_json: bool) -> None:
 @JSON
 def plugin_enable(plugin_id: str, as_json: bool) -> None:
     """Enable a plugin."""
-    report = host_from_env().registry.enable(plugin_id, actor=actor())
-    _report(report, as_json, f"enabled {plugin_id}")
+    result = host_from_env().registry.enable(plugin_id, actor=actor())
+    report(result, as_json, f"enabled {plugin_id}")
 
 
 @plugin.command("disable")
@@ -147,8 +71,8 @@ def plugin_enable(plugin_id: str, as_json: bool) -> None:
 @JSON
 def plugin_disable(plugin_id: str, as_json: bool) -> None:
     """Disable a plugin (its settings and grants are kept)."""
-    report = host_from_env().registry.disable(plugin_id, actor=actor())
-    _report(report, as_json, f"disabled {plugin_id}")
+    result = host_from_env().registry.disable(plugin_id, actor=actor())
+    report(result, as_json, f"disabled {plugin_id}")
 
 
 @plugin.command("grant")
@@ -157,8 +81,8 @@ def plugin_disable(plugin_id: str, as_json: bool) -> None:
 @JSON
 def plugin_grant(plugin_id: str, permission: str, as_json: bool) -> None:
     """Grant a permission the plugin declares."""
-    report = host_from_env().registry.grant(plugin_id, permission, actor=actor())
-    _report(report, as_json, f"granted {permission} to {plugin_id}")
+    result = host_from_env().registry.grant(plugin_id, permission, actor=actor())
+    report(result, as_json, f"granted {permission} to {plugin_id}")
 
 
 @plugin.command("revoke")
@@ -167,8 +91,8 @@ def plugin_grant(plugin_id: str, permission: str, as_json: bool) -> None:
 @JSON
 def plugin_revoke(plugin_id: str, permission: str, as_json: bool) -> None:
     """Revoke a permission."""
-    report = host_from_env().registry.revoke(plugin_id, permission, actor=actor())
-    _report(report, as_json, f"revoked {permission} from {plugin_id}")
+    result = host_from_env().registry.revoke(plugin_id, permission, actor=actor())
+    report(result, as_json, f"revoked {permission} from {plugin_id}")
 
 
 @plugin.command("uninstall")
@@ -177,8 +101,8 @@ def plugin_revoke(plugin_id: str, permission: str, as_json: bool) -> None:
 @JSON
 def plugin_uninstall(plugin_id: str, purge: bool, as_json: bool) -> None:
     """Remove a plugin: its code, permissions and settings (results kept unless --purge)."""
-    report = host_from_env().registry.uninstall(plugin_id, actor=actor(), purge=purge)
-    _report(report, as_json, f"uninstalled {plugin_id} {report.plugin.version}")
+    result = host_from_env().registry.uninstall(plugin_id, actor=actor(), purge=purge)
+    report(result, as_json, f"uninstalled {plugin_id} {result.plugin.version}")
 
 
 @plugin.command("discover")
@@ -241,13 +165,15 @@ def plugin_show(plugin_id: str, as_json: bool) -> None:
                 (
                     s["name"],
                     s["type"] + (" (secret)" if s["secret"] else ""),
-                    _setting_text(s),
+                    setting_text(s),
                     yes_no(s["required"]),
                     s["description"],
                 )
                 for s in p.settings
             ],
         )
+    for kind, problem in (p.problems or {}).items():
+        warn(f"{kind} problem seen by a worker ({problem['last_seen'][:19]}): {problem['reason']}")
     table(
         "versions",
         ["version", "current", "uploaded", "sha256"],
@@ -258,59 +184,12 @@ def plugin_show(plugin_id: str, as_json: bool) -> None:
     )
 
 
-def _setting_text(s: dict[str, object]) -> str:
-    if s["secret"]:
-        return "(set)" if s["is_set"] else "(not set)"
-    value = s["value"]
-    text = "" if value is None else str(value)
-    return text if s["is_set"] else f"{text} (default)" if text else "(not set)"
+def _register() -> None:
+    from services_ai_plugins.cli import authoring, plugin_config
+
+    for command in (*authoring.COMMANDS, plugin_config.config):
+        plugin.add_command(command)
 
 
-# -- settings -------------------------------------------------------------------------------
-
-
-@plugin.group("config")
-def config() -> None:
-    """Read and change a plugin's settings."""
-
-
-@config.command("get")
-@click.argument("plugin_id")
-@click.argument("name", required=False)
-@JSON
-def config_get(plugin_id: str, name: str | None, as_json: bool) -> None:
-    """Show settings (secrets are never shown in clear)."""
-    rows = host_from_env().registry.get_settings(plugin_id)
-    if name is not None:
-        rows = [r for r in rows if r["name"] == name]
-        if not rows:
-            from schemas.errors import FieldError
-            from services_ai_plugins.errors import SettingsError
-
-            raise SettingsError(plugin_id, [FieldError(name, "is not a setting of this plugin")])
-    if as_json:
-        emit_json({r["name"]: r["value"] for r in rows} if name is None else rows[0]["value"])
-    elif name is not None:
-        say(_setting_text(rows[0]))
-    else:
-        table(None, ["name", "type", "value"], [(r["name"], r["type"], _setting_text(r)) for r in rows])
-
-
-@config.command("set")
-@click.argument("plugin_id")
-@click.argument("name")
-@click.argument("value")
-@JSON
-def config_set(plugin_id: str, name: str, value: str, as_json: bool) -> None:
-    """Set one setting; VALUE is parsed by the setting's type (number, true/false, option)."""
-    report = host_from_env().registry.set_settings(plugin_id, {name: value}, actor=actor(), from_text=True)
-    _report(report, as_json, f"set {plugin_id} {name}")
-
-
-@config.command("unset")
-@click.argument("plugin_id")
-@click.argument("name")
-def config_unset(plugin_id: str, name: str) -> None:
-    """Remove a stored value (the default applies again)."""
-    host_from_env().registry.unset_setting(plugin_id, name, actor=actor())
-    say(f"unset {plugin_id} {name}")
+COMMANDS = (plugin,)
+_register()

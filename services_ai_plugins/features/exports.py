@@ -19,47 +19,23 @@ from typing import IO, Any
 
 from sqlalchemy import delete, insert, select, update
 
-from services_ai_plugins.calling.dispatch import invoke
-from services_ai_plugins.calling.records import fresh
-from services_ai_plugins.calling.runtime import PluginRuntime
-from services_ai_plugins.errors import NotFoundError, ServicesAIError
-from services_ai_plugins.host import Host
+from services_ai_plugins.calling.caller import HookCaller
+from services_ai_plugins.calling.requests import export_call
+from services_ai_plugins.dates import parse_day
+from services_ai_plugins.errors import InputError, NotFoundError, PluginStateError
+from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import EventRecord, ExportJob, ExportRow, utcnow
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
+
+__all__ = ["FORMATS", "ExportService", "csv_cell"]
 
 HOOK = "data_export"
 EXPORT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 MAX_RECORDS = 50_000
-MAX_ROWS_PER_PLUGIN = 100_000
-MAX_COLUMNS = 200
+FORMATS = ("csv", "json")
 # A cell starting with one of these is read as a formula by spreadsheets.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 Progress = Callable[[int, int], None]
-
-
-class ExportError(ServicesAIError):
-    exit_code = 65
-
-
-def parse_day(value: str | None, what: str) -> date | None:
-    if value in (None, ""):
-        return None
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ExportError(f"{what}: {value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _check_rows(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise ValueError(f"returned {type(value).__name__}; expected a list of rows (objects)")
-    if len(value) > MAX_ROWS_PER_PLUGIN:
-        raise ValueError(f"returned {len(value)} rows; the limit is {MAX_ROWS_PER_PLUGIN}")
-    for i, row in enumerate(value):
-        if not isinstance(row, dict):
-            raise ValueError(f"row {i} is {type(row).__name__}, not an object")
-        if len(row) > MAX_COLUMNS:
-            raise ValueError(f"row {i} has {len(row)} columns; the limit is {MAX_COLUMNS}")
-    return value
 
 
 def csv_cell(value: Any) -> str:
@@ -75,9 +51,18 @@ def csv_cell(value: Any) -> str:
 
 
 class ExportService:
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.db = host.db
+    """Exports: created by anyone allowed, run by a worker (or here with ``--now``), downloaded
+    from the database."""
+
+    def __init__(
+        self,
+        db: Database,
+        runtime: Callable[[], PluginRuntime] | None = None,
+        caller: Callable[[], HookCaller] | None = None,
+    ) -> None:
+        self.db = db
+        self._runtime = runtime
+        self._caller = caller
 
     def create(
         self,
@@ -87,15 +72,15 @@ class ExportService:
         filters: dict[str, Any] | None = None,
         actor: str | None = None,
     ) -> str:
-        if not EXPORT_TYPE_RE.match(export_type):
-            raise ExportError(
-                f"export type {export_type[:40]!r} is not a name (lower-case letters, digits, _)"
+        if not isinstance(export_type, str) or not EXPORT_TYPE_RE.match(export_type):
+            raise InputError(
+                "export type", f"{str(export_type)[:40]!r} is not a name (lower-case letters, digits, _)"
             )
         start_day, end_day = parse_day(start, "since"), parse_day(end, "until")
         if start_day and end_day and end_day < start_day:
-            raise ExportError("until is before since")
+            raise InputError("until", "is before since")
         if filters is not None and not isinstance(filters, dict):
-            raise ExportError("filters must be a JSON object")
+            raise InputError("filters", "must be a JSON object")
         export_id = str(uuid.uuid4())
         with self.db.session() as s:
             s.add(
@@ -117,7 +102,7 @@ class ExportService:
         with self.db.session() as s:
             job = s.get(ExportJob, export_id)
             if job is None:
-                raise NotFoundError(f"export {export_id} not found")
+                raise NotFoundError("export", export_id)
             return _view(job)
 
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -127,36 +112,35 @@ class ExportService:
                 for j in s.scalars(select(ExportJob).order_by(ExportJob.created_at.desc()).limit(limit))
             ]
 
-    def run(self, runtime: PluginRuntime, export_id: str, progress: Progress | None = None) -> dict[str, Any]:
-        """Call every permitted plugin and store its rows. Safe to run again (rows replaced)."""
+    def run(self, export_id: str, progress: Progress | None = None) -> dict[str, Any]:
+        """Call every permitted plugin and store its rows. Safe to run again (rows replaced).
+
+        The date range is inclusive: ``since`` from 00:00 UTC, ``until`` to the end of that day.
+        """
+        if self._runtime is None or self._caller is None:
+            raise PluginStateError("*", "exports are run by workers; this process only reads them")
         job = self.get(export_id)
         with self.db.session() as s:
             s.execute(update(ExportJob).where(ExportJob.id == export_id).values(status="running"))
             s.execute(delete(ExportRow).where(ExportRow.export_id == export_id))
+        runtime, caller = self._runtime(), self._caller()
         runtime.refresh()
         export_type = job["export_type"]
         targets = runtime.targets(HOOK, export_type)
         start = parse_day(job["start_date"], "since")
         end = parse_day(job["end_date"], "until")
         records = self._records(export_type, start, end)
+        call = export_call(
+            export_type,
+            start.isoformat() if start else None,
+            end.isoformat() if end else None,
+            job["filters"],
+            records,
+        )
         summary: dict[str, Any] = {}
         total = 0
         for n, target in enumerate(targets, 1):
-            plugin_id = target.plugin.plugin_id
-            context = runtime.context(target, records=fresh(records))
-            outcome = invoke(
-                target.call,
-                {
-                    "export_type": export_type,
-                    "data_type": export_type,
-                    "start_date": start,
-                    "end_date": end,
-                    "filters": fresh(job["filters"]),
-                    "context": context,
-                },
-                time_limit=self.host.config.plugin_time_limit * 12,
-                max_bytes=64 * 1024 * 1024,
-            )
+            outcome = caller.call(HOOK, target, [call])[0]
             entry: dict[str, Any] = {
                 "status": outcome.status,
                 "rows": 0,
@@ -164,15 +148,11 @@ class ExportService:
                 "duration_ms": outcome.duration_ms,
             }
             if outcome.ok:
-                try:
-                    rows = _check_rows(outcome.result)
-                except ValueError as exc:
-                    entry.update(status="error", error=f"data_export {exc}")
-                else:
-                    self._store(export_id, plugin_id, rows)
-                    entry["rows"] = len(rows)
-                    total += len(rows)
-            summary[plugin_id] = entry
+                rows = outcome.result
+                self._store(export_id, target.plugin_id, rows)
+                entry["rows"] = len(rows)
+                total += len(rows)
+            summary[target.plugin_id] = entry
             if progress:
                 progress(n, len(targets))
         status = (
@@ -241,9 +221,11 @@ class ExportService:
 
     def write(self, export_id: str, out: IO[str], fmt: str = "csv", progress: Progress | None = None) -> int:
         """Write the export as CSV (one column per key, ``plugin_id`` first) or JSON lines."""
+        if fmt not in FORMATS:
+            raise InputError("format", f"{fmt!r} is not csv or json")
         job = self.get(export_id)
         if job["status"] not in ("done",):
-            raise ExportError(f"export {export_id} is {job['status']}, not done")
+            raise PluginStateError("*", f"export {export_id} is {job['status']}, not done")
         total = job["row_count"]
         if fmt == "json":
             n = 0
@@ -254,8 +236,6 @@ class ExportService:
                     progress(n, total)
             out.write("]\n")
             return n
-        if fmt != "csv":
-            raise ExportError(f"format {fmt!r} is not csv or json")
         columns: list[str] = ["plugin_id"]
         seen = set(columns)
         for _, data in self.rows(export_id):

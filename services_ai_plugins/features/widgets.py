@@ -8,55 +8,29 @@ the last good snapshot and records the error and since when it is stale.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, and_, select, type_coerce
+from sqlalchemy import DateTime, and_, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services_ai_plugins.calling.dispatch import SUCCESS, Outcome, invoke
-from services_ai_plugins.calling.runtime import PluginRuntime, Target
-from services_ai_plugins.calling.sanitize import sanitize_html
-from services_ai_plugins.host import Host
+from services_ai_plugins.calling.caller import HookCaller, Outcome, Target
+from services_ai_plugins.calling.executor import SUCCESS
+from services_ai_plugins.calling.permissions import missing_for
+from services_ai_plugins.calling.requests import widget_call
+from services_ai_plugins.calling.sanitize import plain_text
+from services_ai_plugins.config import Config
+from services_ai_plugins.errors import PluginNotFoundError, PluginStateError
+from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import HookResult, Plugin, PluginPermission, WidgetSnapshot, utcnow
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
+
+__all__ = ["HOOK", "WidgetService"]
 
 HOOK = "dashboard_widget"
-MIN_INTERVAL = 5
-MAX_INTERVAL = 86_400
 RETRY_AFTER_FAILURE = 60
 RECENT_RESULTS = 50
-
-
-@dataclass(frozen=True)
-class Rendered:
-    title: str
-    html: str
-    refresh_interval: int
-
-
-def normalise(value: Any, default_title: str, default_interval: int) -> Rendered:
-    """Accept both return forms: an HTML string, or ``{"html", "title", "refresh_interval"}``."""
-    if isinstance(value, str):
-        return Rendered(default_title, sanitize_html(value), default_interval)
-    if not isinstance(value, dict):
-        raise ValueError(
-            f"returned {type(value).__name__}; expected HTML or {{html, title, refresh_interval}}"
-        )
-    unknown = sorted(set(value) - {"html", "title", "refresh_interval"})
-    if unknown:
-        raise ValueError(f"returned unknown key(s) {', '.join(unknown)}")
-    html = value.get("html")
-    if not isinstance(html, str):
-        raise ValueError("html must be a string")
-    title = value.get("title", default_title)
-    if not isinstance(title, str):
-        raise ValueError("title must be a string")
-    interval = value.get("refresh_interval", default_interval)
-    if isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise ValueError("refresh_interval must be a number of seconds")
-    interval = int(min(max(interval, MIN_INTERVAL), MAX_INTERVAL))
-    return Rendered(" ".join(title.split())[:200] or default_title, sanitize_html(html), interval)
 
 
 def _etag(title: str, html: str) -> str:
@@ -80,11 +54,27 @@ _READ_KEYS = (
 
 
 class WidgetService:
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.db = host.db
-        insert_fn = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
-        self._insert = insert_fn
+    """The dashboard's widgets: read from the database, rendered by workers on schedule."""
+
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        runtime: Callable[[], PluginRuntime] | None = None,
+        caller: Callable[[], HookCaller] | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self._runtime = runtime
+        self._caller = caller
+        self._insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+
+    def _plugins(self) -> tuple[PluginRuntime, HookCaller]:
+        if self._runtime is None or self._caller is None:
+            raise PluginStateError("*", "widgets are rendered by workers; this process only reads them")
+        runtime = self._runtime()
+        runtime.refresh()
+        return runtime, self._caller()
 
     # -- the read path (dashboard) --------------------------------------------------------
 
@@ -96,27 +86,40 @@ class WidgetService:
         """
         return [dict(zip(_READ_KEYS, _row_values(r), strict=True)) for r in self.db.read(self._read)]
 
+    _shown = and_(
+        Plugin.id == WidgetSnapshot.plugin_id,
+        Plugin.enabled.is_(True),
+    )
+    _granted = and_(
+        PluginPermission.plugin_id == WidgetSnapshot.plugin_id,
+        PluginPermission.name == HOOK,
+        PluginPermission.granted.is_(True),
+    )
     _read = (
         select(*_READ_COLUMNS)
-        .join(Plugin, and_(Plugin.id == WidgetSnapshot.plugin_id, Plugin.enabled.is_(True)))
-        .join(
-            PluginPermission,
-            and_(
-                PluginPermission.plugin_id == WidgetSnapshot.plugin_id,
-                PluginPermission.name == HOOK,
-                PluginPermission.granted.is_(True),
-            ),
-        )
+        .join(Plugin, _shown)
+        .join(PluginPermission, _granted)
         .order_by(WidgetSnapshot.plugin_id)
     )
 
+    def counts(self) -> dict[str, Any]:
+        """The widgets the dashboard shows, by status, and how many of them are stale."""
+        stmt = (
+            select(WidgetSnapshot.status, func.count(), func.count(WidgetSnapshot.stale_since))
+            .join(Plugin, self._shown)
+            .join(PluginPermission, self._granted)
+            .group_by(WidgetSnapshot.status)
+        )
+        rows = self.db.read(stmt)
+        return {"by_status": {r[0]: int(r[1]) for r in rows}, "stale": sum(int(r[2]) for r in rows)}
+
     # -- scheduling -------------------------------------------------------------------------
 
-    def due(self, runtime: PluginRuntime, now: datetime | None = None) -> list[str]:
+    def due(self, now: datetime | None = None) -> list[str]:
         """Plugins whose widget should be rendered now (never rendered, or past their time)."""
         now = now or utcnow()
-        runtime.refresh()
-        candidates = [t.plugin.plugin_id for t in runtime.targets(HOOK)]
+        runtime, _ = self._plugins()
+        candidates = [t.plugin_id for t in runtime.targets(HOOK)]
         if not candidates:
             return []
         with self.db.session() as s:
@@ -131,51 +134,85 @@ class WidgetService:
 
     # -- rendering --------------------------------------------------------------------------
 
-    def refresh(
-        self, runtime: PluginRuntime, plugin_id: str, actor: str | None = None
-    ) -> dict[str, Any] | None:
-        """Render one plugin's widget now and store it. ``None`` if it may not have one."""
-        runtime.refresh()
-        target = next((t for t in runtime.targets(HOOK) if t.plugin.plugin_id == plugin_id), None)
+    def refresh(self, plugin_id: str, actor: str | None = None) -> dict[str, Any]:
+        """Render one plugin's widget now and store it; the snapshot as stored. A failed
+        render keeps the last good snapshot, with the error. Raises ``PluginStateError`` with
+        the reason when the plugin may not have a widget at all."""
+        runtime, caller = self._plugins()
+        target = next((t for t in runtime.targets(HOOK) if t.plugin_id == plugin_id), None)
         if target is None:
-            return None
+            raise PluginStateError(plugin_id, self._why_not(runtime, plugin_id))
         now = utcnow()
-        outcome = self._render(runtime, target, actor)
-        default_interval = self.host.config.widget_default_refresh
-        rendered: Rendered | None = None
-        error = outcome.error
-        status = outcome.status
-        if outcome.ok:
-            try:
-                rendered = normalise(outcome.result, target.plugin.manifest.name, default_interval)
-            except (ValueError, TypeError) as exc:
-                status, error = "error", f"widget {exc}"
+        outcome = caller.call(HOOK, target, [widget_call(plugin_id, self._recent(plugin_id), actor)])[0]
+        return self._store(target, outcome, now)
+
+    def refresh_all(self, actor: str | None = None) -> list[dict[str, Any]]:
+        """Render every widget now (each plugin that may have one)."""
+        runtime, _ = self._plugins()
+        return [self.refresh(t.plugin_id, actor) for t in runtime.targets(HOOK)]
+
+    def _why_not(self, runtime: PluginRuntime, plugin_id: str) -> str:
+        with self.db.session() as s:
+            plugin = s.get(Plugin, plugin_id)
+            if plugin is None:
+                raise PluginNotFoundError(plugin_id)
+            if not plugin.enabled:
+                return "is disabled, so it has no widget to render"
+        target = runtime.target(plugin_id)
+        if target is None:
+            return "is not enabled yet on this worker; try again in a moment"
+        if HOOK not in target.manifest.hooks:
+            return "does not implement dashboard_widget"
+        missing = missing_for(target.granted, HOOK)
+        return f"is not granted {', '.join(missing)}" if missing else "may not render a widget"
+
+    def _recent(self, plugin_id: str) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            return [
+                {
+                    "hook": r.hook,
+                    "status": r.status,
+                    "result": r.result,
+                    "created_at": r.created_at.isoformat(),
+                }
+                for r in s.scalars(
+                    select(HookResult)
+                    .where(HookResult.plugin_id == plugin_id)
+                    .order_by(HookResult.created_at.desc())
+                    .limit(RECENT_RESULTS)
+                )
+            ]
+
+    def _store(self, target: Target, outcome: Outcome, now: datetime) -> dict[str, Any]:
+        plugin_id = target.plugin_id
+        default_interval = self.config.widget_default_refresh
         with self.db.session() as s:
             current = s.get(WidgetSnapshot, plugin_id)
-            if rendered is not None:
+            if outcome.ok:
+                rendered = outcome.result
                 values = {
-                    "plugin_version": target.plugin.version,
-                    "title": rendered.title,
-                    "html": rendered.html,
-                    "refresh_interval": rendered.refresh_interval,
+                    "plugin_version": target.version,
+                    "title": rendered["title"],
+                    "html": rendered["html"],
+                    "refresh_interval": rendered["refresh_interval"],
                     "status": "ok",
                     "error": None,
                     "rendered_at": now,
                     "attempted_at": now,
                     "stale_since": None,
-                    "next_due_at": now + timedelta(seconds=rendered.refresh_interval),
+                    "next_due_at": now + timedelta(seconds=rendered["refresh_interval"]),
                     "duration_ms": outcome.duration_ms,
-                    "etag": _etag(rendered.title, rendered.html),
+                    "etag": _etag(rendered["title"], rendered["html"]),
                 }
             else:
                 interval = current.refresh_interval if current else default_interval
                 values = {
-                    "plugin_version": target.plugin.version,
-                    "title": current.title if current else target.plugin.manifest.name,
+                    "plugin_version": target.version,
+                    "title": current.title if current else plain_text(target.name),
                     "html": current.html if current else "",
                     "refresh_interval": interval,
-                    "status": status,
-                    "error": error,
+                    "status": outcome.status,
+                    "error": outcome.error,
                     "rendered_at": current.rendered_at if current else None,
                     "attempted_at": now,
                     "stale_since": (current.stale_since if current and current.stale_since else now),
@@ -189,32 +226,7 @@ class WidgetService:
             snap = s.get(WidgetSnapshot, plugin_id)
             s.refresh(snap)
             assert snap is not None
-            return _view(snap, target.plugin.manifest.name)
-
-    def _render(self, runtime: PluginRuntime, target: Target, actor: str | None) -> Outcome:
-        with self.db.session() as s:
-            recent = [
-                {
-                    "hook": r.hook,
-                    "status": r.status,
-                    "result": r.result,
-                    "created_at": r.created_at.isoformat(),
-                }
-                for r in s.scalars(
-                    select(HookResult)
-                    .where(HookResult.plugin_id == target.plugin.plugin_id)
-                    .order_by(HookResult.created_at.desc())
-                    .limit(RECENT_RESULTS)
-                )
-            ]
-        context = runtime.context(target, recent_results=recent)
-        context["user"] = actor
-        return invoke(
-            target.call,
-            {"plugin_id": target.plugin.plugin_id, "context": context},
-            time_limit=self.host.config.plugin_time_limit,
-            max_bytes=self.host.config.result_max_bytes * 4,
-        )
+            return _view(snap, target.name)
 
 
 def _iso(value: datetime | None) -> str | None:

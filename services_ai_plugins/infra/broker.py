@@ -5,13 +5,16 @@ Importing this module imports nothing of the plugin machinery, so the publisher 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from celery import Celery
 from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.utils.url import maybe_sanitize_url
 
 from services_ai_plugins.config import Config
+from services_ai_plugins.errors import ConfigError
 
 EVENTS_QUEUE = "events"
 WIDGETS_QUEUE = "widgets"
@@ -29,6 +32,22 @@ REPLAY_TASK = "services_ai.events.replay"
 def safe_url(url: str) -> str:
     """The broker URL with any password masked, for messages."""
     return str(maybe_sanitize_url(url))
+
+
+def refuse_in_process_broker(config: Config, what: str) -> None:
+    """``memory://`` lives inside one process: what another process puts there no worker sees."""
+    if config.broker_url.startswith("memory://"):
+        raise ConfigError(
+            f"BROKER_URL=memory:// is a broker inside one process, so `{what}` here would reach no "
+            "worker; unset BROKER_URL and REDIS_URL for the embedded broker in the data folder, or "
+            "point them at Redis or RabbitMQ"
+        )
+
+
+def broker_name(config: Config) -> dict[str, str]:
+    """The broker in use, for ``status``: its URL (password masked) and its kind."""
+    url = config.broker_url
+    return {"url": safe_url(url), "transport": url.split(":", 1)[0]}
 
 
 def transport_options(config: Config) -> dict[str, Any]:
@@ -104,3 +123,20 @@ def queue_depths(config: Config, queues: tuple[str, ...] = QUEUES) -> dict[str, 
             except Exception:
                 out[name] = 0 if config.broker_url.startswith(("redis", "memory")) else None
     return out
+
+
+_apps: dict[str, Celery] = {}
+_apps_lock = threading.Lock()
+
+
+def sender_app(config: Config) -> Celery:
+    """A Celery app that only sends (publisher, task queue): no tasks of ours imported, one per
+    broker URL per process."""
+    key = config.broker_url
+    with _apps_lock:
+        app = _apps.get(key)
+        if app is None:
+            app = Celery("services_ai_sender", set_as_current=False)
+            app.conf.update(celery_settings(config))
+            _apps[key] = app
+        return app

@@ -107,6 +107,8 @@ class PluginVersion(Base):
     version: Mapped[str] = mapped_column(String(100))
     manifest: Mapped[dict[str, Any]] = mapped_column(JSONType)
     sha256: Mapped[str] = mapped_column(String(64))
+    #: A digest of the extracted folder; the local cache is checked against it on every load.
+    tree_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     # NULL for entry-point plugins (their code lives in site-packages).
     archive: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
@@ -201,6 +203,8 @@ class HookResult(Base):
     status: Mapped[str] = mapped_column(String(20))
     result: Mapped[Any] = mapped_column(JSONType, nullable=True, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    #: The plugin's own traceback frames of a failure: ``[{file, line, function, text}]``.
+    traceback: Mapped[Any] = mapped_column(JSONType, nullable=True, default=None)
     duration_ms: Mapped[float] = mapped_column(default=0.0)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -284,3 +288,18 @@ class PluginBreaker(Base):
     open_until: Mapped[datetime] = mapped_column()
     cooldown: Mapped[float] = mapped_column(default=0.0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PluginProblem(Base):
+    """Something a worker noticed about a plugin that ops must see (``status`` lists them):
+    ``kind`` ``setup`` (it cannot be called there: its secrets do not decrypt, its code is missing), ``crash`` (its sandbox or the
+    process running it died; ``count`` in a row)."""
+
+    __tablename__ = "plugin_problems"
+
+    plugin_id: Mapped[str] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)

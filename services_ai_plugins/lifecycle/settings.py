@@ -114,7 +114,7 @@ def parse_text(spec: SettingSpec, text: str) -> Any:
 
 def check_value(spec: SettingSpec, value: Any) -> Any:
     """Validate a typed value (JSON from the API, or parsed text); returns it normalised."""
-    if value is None:
+    if value is None or (spec.required and isinstance(value, str) and not value.strip()):
         if spec.required:
             raise ValueError("is required")
         return None

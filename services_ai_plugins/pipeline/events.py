@@ -1,5 +1,5 @@
-"""Stored events, their results, the dead-letter store, replay and backfill, and the counts ops
-look at. Read by the CLI and the dashboard; written by workers (:mod:`pipeline`)."""
+"""Stored events, their results, the dead-letter store and its replay, and the counts ops look
+at. Read by the CLI and the web app; written by workers (:mod:`~services_ai_plugins.pipeline.processor`)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, update
 
 from schemas.errors import ContractError
-from services_ai_plugins.calling.dispatch import SUCCESS
-from services_ai_plugins.calling.runtime import PluginRuntime
-from services_ai_plugins.errors import EventError, NotFoundError, PluginStateError
-from services_ai_plugins.host import Host
+from services_ai_plugins.errors import EventError, NotFoundError
+from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult, utcnow
-from services_ai_plugins.lifecycle.permissions import EVENT_HOOKS
-from services_ai_plugins.pipeline.processor import call_event_hook, personal_values
 
-HOOK_EVENTS = {hook: kind for kind, hook in EVENT_HOOKS.items()}
-Progress = Callable[[int, int], None]
+__all__ = ["EventService"]
 
 
 def _result_view(r: HookResult) -> dict[str, Any]:
@@ -31,6 +25,7 @@ def _result_view(r: HookResult) -> dict[str, Any]:
         "status": r.status,
         "result": r.result,
         "error": r.error,
+        "traceback": r.traceback,
         "duration_ms": r.duration_ms,
         "attempts": r.attempts,
         "created_at": r.created_at.isoformat(),
@@ -68,9 +63,8 @@ def _dead_view(d: DeadLetter) -> dict[str, Any]:
 class EventService:
     """Reading events and results; replaying what failed."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.db = host.db
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # -- events ---------------------------------------------------------------------------
 
@@ -110,7 +104,7 @@ class EventService:
                         "results": [],
                     }
                 raise NotFoundError(
-                    f"event {event_id} not found (not yet taken by a worker, or never published)"
+                    "event", event_id, "not found (not yet taken by a worker, or never published)"
                 )
             results = s.scalars(
                 select(HookResult).where(HookResult.event_id == event_id).order_by(HookResult.plugin_id)
@@ -158,7 +152,7 @@ class EventService:
             found = {i for i, _, _ in letters}
             missing = [i for i in wanted if i not in found]
             if missing:
-                raise NotFoundError(f"no dead letter with id {', '.join(map(str, missing))}")
+                raise NotFoundError("dead letter", ", ".join(map(str, missing)))
         out: list[tuple[int, str | None, str | None]] = []
         for letter_id, payload, replayed_at in letters:
             if replayed_at is not None:
@@ -173,117 +167,6 @@ class EventService:
                 s.execute(update(DeadLetter).where(DeadLetter.id == letter_id).values(replayed_at=utcnow()))
             out.append((letter_id, event_id, None))
         return out
-
-    # -- backfill ---------------------------------------------------------------------------
-
-    def backfill(
-        self,
-        runtime: PluginRuntime,
-        plugin_id: str,
-        since: datetime,
-        until: datetime | None = None,
-        include_failed: bool = False,
-        progress: Progress | None = None,
-    ) -> dict[str, int]:
-        """Call one plugin for stored events it has no result for (e.g. after enabling it).
-
-        ``include_failed`` also re-runs events whose result for it was a failure; their row
-        is updated in place (never a second row).
-        """
-        runtime.refresh(force=True)
-        hooks = {
-            hook: target
-            for hook in HOOK_EVENTS
-            for target in runtime.targets(hook)
-            if target.plugin.plugin_id == plugin_id
-        }
-        if not hooks:
-            raise PluginStateError(
-                plugin_id,
-                "is not enabled with a permission for any event hook it implements; nothing to replay",
-            )
-        kinds = [HOOK_EVENTS[h] for h in hooks]
-        done = HookResult.__table__.alias("done")
-        cond = [
-            EventRecord.type.in_(kinds),
-            EventRecord.occurred_at >= since,
-        ]
-        if until is not None:
-            cond.append(EventRecord.occurred_at < until)
-        have = select(done.c.event_id).where(
-            done.c.event_id == EventRecord.event_id, done.c.plugin_id == plugin_id
-        )
-        if include_failed:
-            have = have.where(done.c.status == SUCCESS)
-        stmt = (
-            select(EventRecord.event_id, EventRecord.type, EventRecord.payload)
-            .where(and_(*cond), ~have.exists())
-            .order_by(EventRecord.occurred_at)
-        )
-        with self.db.session() as s:
-            todo = s.execute(stmt).all()
-        counts = {"events": len(todo), "success": 0, "failed": 0}
-        upsert = self._upsert()
-        for n, (event_id, kind, payload) in enumerate(todo, 1):
-            hook = EVENT_HOOKS[kind]
-            target = hooks[hook]
-            data = dict(payload.get("data") or {})
-            previous = data.pop("previous_state", None)
-            meta = {
-                "event_id": event_id,
-                "type": kind,
-                "occurred_at": payload.get("occurred_at"),
-                "source": payload.get("source"),
-                "attempt": 1,
-                "replay": True,
-            }
-            outcome = call_event_hook(
-                runtime, target, hook, data, previous, meta, personal_values(data, previous)
-            )
-            counts["success" if outcome.ok else "failed"] += 1
-            with self.db.session() as s:
-                s.execute(
-                    upsert,
-                    [
-                        {
-                            "event_id": event_id,
-                            "plugin_id": plugin_id,
-                            "plugin_version": target.plugin.version,
-                            "hook": hook,
-                            "status": outcome.status,
-                            "result": outcome.result,
-                            "error": outcome.error,
-                            "duration_ms": outcome.duration_ms,
-                            "attempts": 1,
-                            "created_at": utcnow(),
-                        }
-                    ],
-                )
-                failures = s.scalar(
-                    select(func.count()).where(HookResult.event_id == event_id, HookResult.status != SUCCESS)
-                )
-                s.execute(
-                    update(EventRecord).where(EventRecord.event_id == event_id).values(failures=failures)
-                )
-            if progress:
-                progress(n, len(todo))
-        return counts
-
-    def _upsert(self) -> Any:
-        insert_fn = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
-        ins = insert_fn(HookResult)
-        return ins.on_conflict_do_update(
-            index_elements=[HookResult.event_id, HookResult.plugin_id, HookResult.hook],
-            set_={
-                "status": ins.excluded.status,
-                "result": ins.excluded.result,
-                "error": ins.excluded.error,
-                "duration_ms": ins.excluded.duration_ms,
-                "plugin_version": ins.excluded.plugin_version,
-                "attempts": HookResult.attempts + 1,
-                "created_at": ins.excluded.created_at,
-            },
-        )
 
     # -- counts -----------------------------------------------------------------------------
 

@@ -1,22 +1,26 @@
 """The hot path: a batch of event messages in, one result row per (event, plugin, hook) out.
 
-For each valid event, the enabled plugins that implement its hook and pass ``can_call`` are
-called one at a time, each with its own time limit and error capture. Everything a batch
-produces (event rows, result rows, dead letters) is written in one transaction; the messages
-are acknowledged only after it commits. A redelivered batch finds the results it already
-stored and calls no plugin twice. Per event the hot path reads nothing from the registry: the
-runtime's snapshot is refreshed at most once per poll interval.
+For each hook present in the batch, the enabled plugins that declare it and pass ``can_call``
+get all their calls of the batch at once, through the one hook-calling path (each call with its
+own time limit, copy of the data and error capture; one message per plugin when it runs in a
+sandbox). Everything a batch produces (event rows, result rows, dead letters) is written in one
+transaction; the messages are acknowledged only after it commits. A redelivered batch finds the
+results it already stored and calls no plugin twice. Per event the hot path reads nothing from
+the registry: the runtime's snapshot is refreshed at most once per poll interval.
+
+A plugin that raises ``TransientError`` is called again for that event later: the event is
+stored as ``pending`` without that result and sent again with a backoff; on its last attempt
+(``SERVICES_AI_EVENT_MAX_ATTEMPTS``) the failure is stored as an ``error``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -28,22 +32,34 @@ from schemas.errors import ContractError
 from schemas.events import BookingUpdated, parse_event
 from schemas.jsonload import strict_json_loads
 from services_ai_plugins.calling.breaker import Breakers, Trip
-from services_ai_plugins.calling.dispatch import SKIPPED, SUCCESS, Outcome, invoke
-from services_ai_plugins.calling.records import fresh
-from services_ai_plugins.calling.runtime import PluginRuntime, Target
-from services_ai_plugins.errors import TransientError
-from services_ai_plugins.host import Host
+from services_ai_plugins.calling.caller import HookCaller, Outcome, Target
+from services_ai_plugins.calling.executor import ERROR, RETRY, SKIPPED, SUCCESS, Call
+from services_ai_plugins.calling.permissions import EVENT_HOOKS
+from services_ai_plugins.calling.requests import event_call, event_redactions
+from services_ai_plugins.config import Config
+from services_ai_plugins.errors import TransientError, one_line
+from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import utcnow
-from services_ai_plugins.lifecycle.permissions import EVENT_HOOKS
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
+from services_ai_plugins.pipeline.rows import dead_row, event_row, result_row
 from services_ai_plugins.pipeline.store import ResultStore
+
+__all__ = [
+    "ACK",
+    "REQUEUE",
+    "RETRY",
+    "BatchReport",
+    "Disposition",
+    "EventProcessor",
+    "Incoming",
+    "backoff",
+    "is_transient",
+]
 
 log = logging.getLogger(__name__)
 
 ACK = "ack"
-RETRY = "retry"
 REQUEUE = "requeue"
-PERSONAL_FIELDS = ("name", "email", "phone", "notes")
-MAX_DEAD_PAYLOAD = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,31 +89,6 @@ class BatchReport:
     dispositions: list[Disposition] = field(default_factory=list)
 
 
-def personal_values(*records: dict[str, Any] | None) -> list[str]:
-    """The personal data in an event's records, to keep out of stored error messages: name,
-    email, phone and notes, and every string inside ``custom_fields``."""
-    out: list[str] = []
-
-    def strings(value: Any) -> None:
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, dict):
-            for v in value.values():
-                strings(v)
-        elif isinstance(value, list):
-            for v in value:
-                strings(v)
-
-    for record in records:
-        if record:
-            for field in PERSONAL_FIELDS:
-                if record.get(field):
-                    out.append(str(record[field]))
-            strings(record.get("custom_fields"))
-    # Longest first, so a value containing another is redacted whole.
-    return sorted({v for v in out if len(v) >= 3}, key=len, reverse=True)
-
-
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: the database went away, not a bad row."""
     if isinstance(exc, TransientError | OperationalError | SAInterfaceError):
@@ -112,63 +103,36 @@ def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
     return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))  # noqa: S311
 
 
-def _dump_body(body: Any) -> str:
-    if isinstance(body, str):
-        text = body
-    elif isinstance(body, bytes):
-        text = body.decode("utf-8", "replace")
-    else:
-        try:
-            text = json.dumps(body, default=repr)
-        except (TypeError, ValueError, RecursionError):
-            text = repr(body)
-    return text[:MAX_DEAD_PAYLOAD]
+@dataclass
+class _Event:
+    """A valid event of the batch, and what its plugins came to."""
 
-
-def call_event_hook(
-    runtime: PluginRuntime,
-    target: Target,
-    hook: str,
-    data: dict[str, Any],
-    previous: dict[str, Any] | None,
-    meta: dict[str, Any],
-    redact: list[str],
-) -> Outcome:
-    """Call one plugin's event hook: its own copies of the data, its own context (with the
-    idempotency key), its time limit and size cap, personal data kept out of its errors."""
-    config = runtime.registry.config
-    context = runtime.context(
-        target, event=meta, idempotency_key=f"{meta['event_id']}:{target.plugin.plugin_id}:{hook}"
-    )
-    kwargs: dict[str, Any] = {"context": context}
-    if hook == "lead_created":
-        kwargs["lead"] = fresh(data)
-    else:
-        kwargs["booking"] = fresh(data)
-        if previous is not None:
-            kwargs["previous_state"] = fresh(previous)
-    return invoke(
-        target.call,
-        kwargs,
-        time_limit=config.plugin_time_limit,
-        max_bytes=config.result_max_bytes,
-        redact=redact,
-    )
+    index: int
+    event: Any
+    hook: str
+    data: dict[str, Any]
+    previous: dict[str, Any] | None
+    meta: dict[str, Any]
+    failures: int = 0
+    retry: bool = False
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class EventProcessor:
     """Turns batches of event messages into stored results."""
 
-    def __init__(self, host: Host, runtime: PluginRuntime) -> None:
-        self.host = host
-        self.config = host.config
+    def __init__(self, config: Config, db: Database, runtime: PluginRuntime, caller: HookCaller) -> None:
+        self.config = config
         self.runtime = runtime
-        self.store = ResultStore(host.db)
-        self.breakers = Breakers(self.config.breaker_threshold, self.config.breaker_cooldown)
+        self.caller = caller
+        self.store = ResultStore(db)
+        self.breakers = Breakers(config.breaker_threshold, config.breaker_cooldown)
         self._breakers_read_at: float | None = None
 
     def close(self) -> None:
         self.store.close()
+
+    # -- circuit breakers, shared through the database ---------------------------------------
 
     def _sync_breakers(self, conn: Connection) -> None:
         """Take on breakers other processes opened (at most once per registry poll interval),
@@ -205,25 +169,40 @@ class EventProcessor:
             # cost a batch.
             log.warning("could not share circuit breakers: %s", exc)
 
+    def _gate(self, target: Target) -> Outcome | None:
+        closed_until = self.breakers.blocked_until(target.plugin_id)
+        if closed_until is None:
+            return None
+        return Outcome(
+            SKIPPED,
+            error=(
+                f"not called: timed out or crashed on its last {self.breakers.threshold} calls; "
+                f"tried again after {closed_until:%H:%M:%S} UTC"
+            ),
+        )
+
+    def _observe(self, target: Target, outcome: Outcome) -> None:
+        self.breakers.record(target.plugin_id, outcome.status)
+
     # -- the batch ------------------------------------------------------------------------
 
     def process(self, batch: Sequence[Incoming]) -> BatchReport:
         report = BatchReport()
         now = utcnow()
         dead: list[dict[str, Any]] = []
-        valid: list[tuple[int, Any]] = []
+        valid: list[_Event] = []
         seen: set[str] = set()
         for index, item in enumerate(batch):
             try:
                 event = self._parse(item.body)
             except ContractError as exc:
-                dead.append(self._dead(item, str(exc), "validation", now))
+                dead.append(dead_row(item.body, item.attempt, str(exc), "validation", now))
                 continue
             if event.event_id in seen:
                 report.duplicates += 1  # published twice in one batch: one is enough
                 continue
             seen.add(event.event_id)
-            valid.append((index, event))
+            valid.append(self._prepare(index, event, item))
         try:
             with self.store.connection() as conn:
                 self.runtime.refresh()
@@ -234,21 +213,26 @@ class EventProcessor:
                     # called again. Fresh messages, nearly all, need no lookup; an event
                     # published twice under one id is still stored once (the write below).
                     seen_before = [
-                        e.event_id for i, e in valid if batch[i].redelivered or batch[i].attempt > 1
+                        e.event.event_id
+                        for e in valid
+                        if batch[e.index].redelivered or batch[e.index].attempt > 1
                     ]
                     stored = self.store.existing(conn, seen_before)
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
                     return self._retry(batch, exc, report)
-                event_rows: list[dict[str, Any]] = []
-                result_rows: list[dict[str, Any]] = []
-                for index, event in valid:
-                    item = batch[index]
-                    rows, failures = self._fan_out(event, item, stored)
-                    result_rows.extend(rows)
-                    report.calls += len(rows)
-                    event_rows.append(self._event_row(event, item, failures, now))
+                for hook in sorted({e.hook for e in valid}):
+                    report.calls += self._call_plugins(
+                        hook, [e for e in valid if e.hook == hook], batch, stored
+                    )
+                event_rows = [
+                    event_row(
+                        e.event, batch[e.index].attempt, e.failures, now, "pending" if e.retry else "done"
+                    )
+                    for e in valid
+                ]
+                result_rows = [row for e in valid for row in e.rows]
                 trips = self.breakers.take_changes()
                 if trips:
                     self._share_breakers(conn, trips)
@@ -260,14 +244,19 @@ class EventProcessor:
                     # One bad row must not sink the batch: store event by event, dead-letter
                     # what cannot be stored.
                     log.warning("batch write failed (%s); storing event by event", type(exc).__name__)
-                    self._write_one_by_one(conn, batch, valid, event_rows, result_rows, dead, now)
+                    self._write_one_by_one(conn, batch, valid, event_rows, dead)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             return self._retry(batch, exc, report)
-        report.events = len(event_rows)
+        report.events = len(valid)
         report.dead = len(dead)
-        report.dispositions = [Disposition(ACK)] * len(batch)
+        dispositions = [Disposition(ACK)] * len(batch)
+        for e in valid:
+            if e.retry:
+                attempt = batch[e.index].attempt
+                dispositions[e.index] = Disposition(RETRY, countdown=backoff(attempt), attempt=attempt + 1)
+        report.dispositions = dispositions
         return report
 
     @staticmethod
@@ -276,16 +265,10 @@ class EventProcessor:
             body = strict_json_loads(body, "event")
         return parse_event(body)
 
-    def _fan_out(
-        self, event: Any, item: Incoming, stored: dict[tuple[str, str, str], str]
-    ) -> tuple[list[dict[str, Any]], int]:
-        hook = EVENT_HOOKS[event.type]
-        targets = self.runtime.targets(hook)
-        if not targets:
-            return [], 0
+    @staticmethod
+    def _prepare(index: int, event: Any, item: Incoming) -> _Event:
         data = event.data.model_dump(mode="json")
         previous = data.pop("previous_state", None) if isinstance(event, BookingUpdated) else None
-        redact = personal_values(data, previous)
         meta = {
             "event_id": event.event_id,
             "type": event.type,
@@ -293,86 +276,55 @@ class EventProcessor:
             "source": event.source,
             "attempt": item.attempt,
         }
-        rows = []
-        failures = 0
-        for target in targets:
-            plugin_id = target.plugin.plugin_id
-            key = (event.event_id, plugin_id, hook)
-            if key in stored:
-                failures += stored[key] != SUCCESS
-                continue
-            outcome = self._call(target, hook, data, previous, meta, redact)
-            failures += not outcome.ok
-            rows.append(
-                {
-                    "event_id": event.event_id,
-                    "plugin_id": plugin_id,
-                    "plugin_version": target.plugin.version,
-                    "hook": hook,
-                    "status": outcome.status,
-                    "result_json": outcome.result_json,
-                    "error": outcome.error,
-                    "duration_ms": outcome.duration_ms,
-                    "attempts": item.attempt,
-                    "created_at": utcnow(),
-                }
-            )
-        return rows, failures
+        return _Event(index, event, EVENT_HOOKS[event.type], data, previous, meta)
 
-    def _call(
+    def _call_plugins(
         self,
-        target: Target,
         hook: str,
-        data: dict[str, Any],
-        previous: dict[str, Any] | None,
-        meta: dict[str, Any],
-        redact: list[str],
-    ) -> Outcome:
-        plugin_id = target.plugin.plugin_id
-        closed_until = self.breakers.blocked_until(plugin_id)
-        if closed_until is not None:
-            return Outcome(
-                SKIPPED,
-                error=(
-                    f"not called: timed out on its last {self.breakers.threshold} calls; "
-                    f"tried again after {closed_until:%H:%M:%S} UTC "
-                    f"(re-run with: services-ai replay --plugin {plugin_id} --since DATE)"
-                ),
-            )
-        outcome = call_event_hook(self.runtime, target, hook, data, previous, meta, redact)
-        self.breakers.record(plugin_id, outcome.status)
-        return outcome
-
-    @staticmethod
-    def _event_row(event: Any, item: Incoming, failures: int, now: datetime) -> dict[str, Any]:
-        return {
-            "event_id": event.event_id,
-            "type": event.type,
-            "source": event.source,
-            "occurred_at": event.occurred_at,
-            "received_at": now,
-            "completed_at": utcnow(),
-            "payload": event.model_dump(mode="json"),
-            "status": "done",
-            "failures": failures,
-            "attempts": item.attempt,
-        }
-
-    @staticmethod
-    def _dead(item: Incoming, reason: str, stage: str, now: datetime) -> dict[str, Any]:
-        body = item.body
-        event_id = body.get("event_id") if isinstance(body, dict) else None
-        kind = body.get("type") if isinstance(body, dict) else None
-        return {
-            "event_id": event_id if isinstance(event_id, str) else None,
-            "event_type": kind if isinstance(kind, str) else None,
-            "payload": _dump_body(body),
-            "reason": reason[:2000],
-            "stage": stage,
-            "attempts": item.attempt,
-            "created_at": now,
-            "replayed_at": None,
-        }
+        events: list[_Event],
+        batch: Sequence[Incoming],
+        stored: dict[tuple[str, str, str], str],
+    ) -> int:
+        """Call every target of ``hook`` for the events it has no stored result for."""
+        targets = self.runtime.targets(hook)
+        if not targets:
+            return 0
+        redactions = [event_redactions(e.data, e.previous) for e in events]
+        work: list[tuple[Target, list[Call]]] = []
+        owners: list[list[_Event]] = []
+        for target in targets:
+            calls: list[Call] = []
+            mine: list[_Event] = []
+            for e, redact in zip(events, redactions, strict=True):
+                done = stored.get((e.event.event_id, target.plugin_id, hook))
+                if done is not None:
+                    e.failures += done != SUCCESS
+                    continue
+                calls.append(event_call(hook, target.plugin_id, e.data, e.previous, e.meta, redact))
+                mine.append(e)
+            if calls:
+                work.append((target, calls))
+                owners.append(mine)
+        outcomes = self.caller.call_many(hook, work, gate=self._gate, observe=self._observe)
+        made = 0
+        last_attempt = self.config.event_max_attempts
+        for (target, _calls), mine, got in zip(work, owners, outcomes, strict=True):
+            for e, answer in zip(mine, got, strict=True):
+                attempt = batch[e.index].attempt
+                outcome = answer
+                if answer.status == RETRY:
+                    if attempt < last_attempt:
+                        e.retry = True  # not stored: this plugin is called again for it later
+                        continue
+                    outcome = replace(
+                        answer,
+                        status=ERROR,
+                        error=f"still asking for a retry after {attempt} attempts: {answer.error}",
+                    )
+                e.failures += not outcome.ok
+                e.rows.append(result_row(e.event.event_id, target, hook, outcome, attempt))
+                made += 1
+        return made
 
     def _retry(self, batch: Sequence[Incoming], exc: BaseException, report: BatchReport) -> BatchReport:
         """The database is unreachable: try each message again later, with backoff."""
@@ -385,7 +337,7 @@ class EventProcessor:
     def dead_letter_exhausted(self, items: Iterable[Incoming], reason: str) -> None:
         """Events out of retries go to the dead-letter store (raises if that fails too)."""
         now = utcnow()
-        rows = [self._dead(item, reason, "retries", now) for item in items]
+        rows = [dead_row(item.body, item.attempt, reason, "retries", now) for item in items]
         with self.store.connection() as conn:
             self.store.write(conn, [], [], rows)
 
@@ -393,22 +345,19 @@ class EventProcessor:
         self,
         conn: Connection,
         batch: Sequence[Incoming],
-        valid: list[tuple[int, Any]],
+        valid: list[_Event],
         event_rows: list[dict[str, Any]],
-        result_rows: list[dict[str, Any]],
         dead: list[dict[str, Any]],
-        now: datetime,
     ) -> None:
-        by_event: dict[str, list[dict[str, Any]]] = {}
-        for row in result_rows:
-            by_event.setdefault(row["event_id"], []).append(row)
+        now = utcnow()
         if dead:
             self.store.write(conn, [], [], dead)
-        for (index, _event), row in zip(valid, event_rows, strict=True):
+        for e, row in zip(valid, event_rows, strict=True):
             try:
-                self.store.write(conn, [row], by_event.get(row["event_id"], []), [])
+                self.store.write(conn, [row], e.rows, [])
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                reason = f"could not be stored: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-                self.store.write(conn, [], [], [self._dead(batch[index], reason, "store", now)])
+                item = batch[e.index]
+                reason = f"could not be stored: {one_line(exc, 300)}"
+                self.store.write(conn, [], [], [dead_row(item.body, item.attempt, reason, "store", now)])

@@ -6,7 +6,7 @@ table costs, and the client little more than encoding the values. A batch with a
 message, or a COPY that meets a row already stored (an event published twice), is written with
 one ``INSERT ... ON CONFLICT`` per table instead, the rows travelling as one JSON array
 expanded server-side by ``jsonb_to_recordset``. Results arrive already encoded by
-:func:`~services_ai_plugins.calling.dispatch.check_result` and are stored as they are, never decoded
+:class:`~services_ai_plugins.calling.caller.HookCaller` and are stored as they are, never decoded
 and encoded again. Elsewhere (SQLite) it is a plain cached executemany.
 """
 
@@ -20,10 +20,12 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services_ai_plugins.calling.breaker import Trip
+
+__all__ = ["EVENT_COLUMNS", "RESULT_COLUMNS", "ResultStore", "results_json"]
 from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult, PluginBreaker, utcnow
 
@@ -32,7 +34,7 @@ EVENT_COLUMNS = (
     "payload", "status", "failures", "attempts",
 )  # fmt: skip
 RESULT_COLUMNS = (
-    "event_id", "plugin_id", "plugin_version", "hook", "status", "error",
+    "event_id", "plugin_id", "plugin_version", "hook", "status", "error", "traceback",
     "duration_ms", "attempts", "created_at",
 )  # fmt: skip
 
@@ -54,16 +56,30 @@ _PG_EVENTS = text(
 _PG_RESULTS = text(
     """
     INSERT INTO hook_results (event_id, plugin_id, plugin_version, hook, status, result, error,
-                              duration_ms, attempts, created_at)
+                              traceback, duration_ms, attempts, created_at)
     SELECT event_id, plugin_id, plugin_version, hook, status, result, error,
-           duration_ms, attempts, created_at
+           traceback, duration_ms, attempts, created_at
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
         event_id varchar, plugin_id varchar, plugin_version varchar, hook varchar,
-        status varchar, result jsonb, error text, duration_ms float, attempts int,
+        status varchar, result jsonb, error text, traceback jsonb, duration_ms float, attempts int,
         created_at timestamptz)
     ON CONFLICT (event_id, plugin_id, hook) DO NOTHING
     """
 )
+# Backfill re-runs a failed call: its row is replaced, never doubled.
+_PG_RESULTS_REPLACE = text(
+    str(_PG_RESULTS.text).replace(
+        "DO NOTHING",
+        "DO UPDATE SET plugin_version = excluded.plugin_version, status = excluded.status, "
+        "result = excluded.result, error = excluded.error, traceback = excluded.traceback, "
+        "duration_ms = excluded.duration_ms, attempts = hook_results.attempts + 1, "
+        "created_at = excluded.created_at",
+    )
+)
+_RECOUNT = text(
+    "UPDATE events SET failures = (SELECT count(*) FROM hook_results h "
+    "WHERE h.event_id = events.event_id AND h.status <> 'success') WHERE events.event_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
 _PG_EXISTING = text("SELECT event_id, plugin_id, hook, status FROM hook_results WHERE event_id = ANY(:ids)")
 
 
@@ -102,8 +118,21 @@ class ResultStore:
                 "attempts": EventRecord.attempts + 1,
             },
         )
-        self._sqlite_results = sqlite.insert(HookResult).on_conflict_do_nothing(
-            index_elements=[HookResult.event_id, HookResult.plugin_id, HookResult.hook]
+        res = sqlite.insert(HookResult)
+        keys = [HookResult.event_id, HookResult.plugin_id, HookResult.hook]
+        self._sqlite_results = res.on_conflict_do_nothing(index_elements=keys)
+        self._sqlite_results_replace = res.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                "plugin_version": res.excluded.plugin_version,
+                "status": res.excluded.status,
+                "result": res.excluded.result,
+                "error": res.excluded.error,
+                "traceback": res.excluded.traceback,
+                "duration_ms": res.excluded.duration_ms,
+                "attempts": HookResult.attempts + 1,
+                "created_at": res.excluded.created_at,
+            },
         )
 
     _conn: Connection | None = None
@@ -208,15 +237,18 @@ class ResultStore:
         results: list[dict[str, Any]],
         dead: list[dict[str, Any]],
         fresh: bool = False,
+        replace: bool = False,
     ) -> None:
         """Everything of a batch in one transaction (committed here, or rolled back).
 
         ``fresh``: no message of the batch was seen before, so COPY can be tried first.
+        ``replace``: results replace the rows stored for the same (event, plugin, hook), and
+        their events' failure counts are counted again (backfill).
         """
         now = utcnow()
         for row in events:
             row["completed_at"] = now  # as close to the commit as the client can tell
-        if fresh and self.postgres and (events or results):
+        if fresh and not replace and self.postgres and (events or results):
             try:
                 self._copy(conn, events, results, dead)
                 return
@@ -229,12 +261,17 @@ class ResultStore:
                         _PG_EVENTS, {"rows": _dumps([{c: r[c] for c in EVENT_COLUMNS} for r in events])}
                     )
                 if results:
-                    conn.execute(_PG_RESULTS, {"rows": results_json(results)})
+                    conn.execute(
+                        _PG_RESULTS_REPLACE if replace else _PG_RESULTS, {"rows": results_json(results)}
+                    )
             else:
                 if events:
                     conn.execute(self._sqlite_events, events)
                 if results:
-                    conn.execute(self._sqlite_results, [_decoded(r) for r in results])
+                    upsert = self._sqlite_results_replace if replace else self._sqlite_results
+                    conn.execute(upsert, [_decoded(r) for r in results])
+            if replace and results:
+                conn.execute(_RECOUNT, {"ids": sorted({r["event_id"] for r in results})})
             if dead:
                 conn.execute(insert(DeadLetter), dead)
             conn.commit()
@@ -261,7 +298,10 @@ class ResultStore:
             if results:
                 with cursor.copy(_COPY_RESULTS) as copy:
                     for row in results:
-                        copy.write_row([*(row[c] for c in RESULT_COLUMNS), row["result_json"]])
+                        values = [row[c] for c in RESULT_COLUMNS]
+                        if row["traceback"] is not None:
+                            values[_TRACEBACK] = _dumps(row["traceback"])
+                        copy.write_row([*values, row["result_json"]])
             if dead:
                 conn.execute(insert(DeadLetter), dead)
             trans.commit()
@@ -272,6 +312,7 @@ class ResultStore:
 
 _COPY_EVENTS = f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 _COPY_RESULTS = f"COPY hook_results ({', '.join(RESULT_COLUMNS)}, result) FROM STDIN"
+_TRACEBACK = RESULT_COLUMNS.index("traceback")
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:

@@ -323,7 +323,7 @@ class Deployment:
         self.config = make_config(self.client_dir, database_url, **broker_env)
         self.host = Host(self.config).ready()
         self.publisher = Publisher(self.config)
-        self.events = EventService(self.host)
+        self.events = self.host.events
         self.workers: list[Worker] = []
 
     # -- processes ----------------------------------------------------------------------------
