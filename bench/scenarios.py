@@ -25,7 +25,7 @@ from bench.harness import (
     stop_all,
     summary,
 )
-from services_ai_plugins.calling import dispatch
+from services_ai_plugins.calling.caller import HookCaller
 from services_ai_plugins.features.widgets import WidgetService
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import EventRecord
@@ -179,8 +179,6 @@ def latency(
 def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
     """Snapshots of ``plugins`` widgets read in a loop; no plugin code may run."""
     host = bench.reset()
-    from services_ai_plugins.lifecycle.runtime import PluginRuntime
-
     for i in range(plugins):
         folder = bench.write_plugin(
             f"Bench Widget {i}", WIDGET_PLUGIN, ["dashboard_widget"], ["dashboard_widget"]
@@ -195,7 +193,7 @@ def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
     def forbidden(*_: object, **__: object) -> None:
         raise AssertionError("plugin code ran on the dashboard read path")
 
-    real, dispatch.invoke = dispatch.invoke, forbidden  # type: ignore[assignment]
+    real, HookCaller.call_many = HookCaller.call_many, forbidden  # type: ignore[assignment,method-assign]
     try:
         timings = []
         end = time.perf_counter() + seconds
@@ -205,7 +203,7 @@ def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
             timings.append((time.perf_counter() - t) * 1000)
         assert len(snaps) == plugins, len(snaps)
     finally:
-        dispatch.invoke = real  # type: ignore[assignment]
+        HookCaller.call_many = real  # type: ignore[method-assign]
     host.close()
     return {
         "widgets": float(plugins),
@@ -220,9 +218,11 @@ def memory(bench: Bench, plugins: int) -> dict[str, float]:
     host = bench.reset()
     install_plugins(bench, host, plugins)
     host.close()
+    # One event through the worker's processor: every plugin is called, so its code is loaded.
     code = (
-        "import workers, resource; from workers import state; s = state.get(); s.runtime.refresh(force=True);"
-        "print(len(s.runtime.plugins), open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
+        "import workers; from workers import state; from services_ai_plugins.pipeline.processor import Incoming;"
+        "h = state.get(); h.processor.process([Incoming({'type': 'lead.created', 'data': {'id': 'm'}})]);"
+        "print(len(h.runtime.plugins), open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=bench.env(), cwd=REPO, capture_output=True, text=True, check=True

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from kombu import Connection
-from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
 from services_ai_plugins.cli import cli
 from services_ai_plugins.config import reset_config
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
+from services_ai_plugins.pipeline.processor import Incoming
 from tests.helpers import SAMPLE_PLUGIN, SECRET_KEY
 
 

@@ -6,12 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
 from services_ai_plugins.errors import NotFoundError, PluginStateError
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline.events import EventService
-from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
+from services_ai_plugins.pipeline.processor import Incoming
 from tests.helpers import manifest_for, write_plugin
 
 COUNTER = """

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
 from services_ai_plugins.errors import InputError
 from services_ai_plugins.features.exports import csv_cell
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline.processor import EventProcessor, Incoming
+from services_ai_plugins.lifecycle.runtime import PluginRuntime
+from services_ai_plugins.pipeline.processor import Incoming
 from tests.helpers import SAMPLE_PLUGIN, manifest_for, write_plugin
 
 EXPORTER = """

@@ -8,13 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services_ai_plugins.lifecycle.runtime import PluginRuntime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult
-from services_ai_plugins.pipeline.events import EventService
 from services_ai_plugins.pipeline.processor import ACK, RETRY, EventProcessor, Incoming, backoff
 from tests.helpers import make_config, manifest_for, write_plugin
 

@@ -11,9 +11,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from services_ai_plugins.config import reset_config
-from services_ai_plugins.features.exports import ExportService
 from services_ai_plugins.host import Host
-from services_ai_plugins.pipeline.events import EventService
 from services_ai_plugins.pipeline.processor import ACK
 from tests.helpers import SAMPLE_PLUGIN, SECRET_KEY
 from workers import state, tasks
@@ -99,9 +97,7 @@ def test_an_event_out_of_attempts_goes_to_the_dead_letter_store(
     assert letter["reason"] == "gave up after 3 attempts: the database kept failing"
 
 
-def test_widget_tick_queues_the_due_widgets_and_refresh_renders(
-    worker: Host, sent: list
-) -> None:
+def test_widget_tick_queues_the_due_widgets_and_refresh_renders(worker: Host, sent: list) -> None:
     assert tasks.widgets_tick() == 1
     assert sent == [("widget", {"plugin_id": "lead-insights"})]
     assert tasks.refresh_widget("lead-insights") == "ok"

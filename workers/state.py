@@ -36,6 +36,12 @@ def warm_up() -> None:
         with host.processor.store.connection() as conn:
             conn.exec_driver_sql("SELECT 1")
             conn.rollback()
+        log.info(
+            "pool process %d ready: %d plugin(s) enabled, plugin isolation %s",
+            os.getpid(),
+            len(host.runtime.plugins),
+            host.executor.mode,
+        )
     except Exception:
         log.warning("warm-up failed; the first task will try again", exc_info=True)
         reset()

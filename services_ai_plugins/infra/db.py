@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from services_ai_plugins.errors import ConfigError, TransientError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Alembic says, at INFO, which of its plugins it set up: seven lines per worker process for a
+# schema check. What it does when it migrates is still logged (WARNING and up).
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def normalise_url(url: str) -> str:

@@ -29,7 +29,6 @@ from sqlalchemy import func, select, text
 
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import EventRecord, HookResult
-from services_ai_plugins.pipeline.events import EventService
 from services_ai_plugins.publisher import Publisher
 from tests.helpers import REPO, SECRET_KEY, make_config
 

@@ -81,7 +81,8 @@ def test_mixed_events_reach_granted_plugins_once_and_never_ungranted_ones(
     assert status["events"] == {"total": EVENTS, "pending": 0, "done": EVENTS, "failed": 0, "dead": 0}
     assert status["queues"]["events"] == 0
     assert status["results"] == {"success": EVENTS}
-    assert status["plugins"] == {"installed": 2, "enabled": 2}
+    assert status["plugins"] == {"installed": 2, "enabled": 2, "disabled": {}, "problems": {}}
+    assert status["isolation"]["mode"] == "inline"
 
     # Granting the permission is all it took: the same plugin is now called.
     deployment.host.registry.grant(nosy, "lead_access", actor="integration-test")
