@@ -26,7 +26,6 @@ from bench.harness import (
     summary,
 )
 from services_ai_plugins.calling.caller import HookCaller
-from services_ai_plugins.features.widgets import WidgetService
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import EventRecord
 from services_ai_plugins.lifecycle import archive

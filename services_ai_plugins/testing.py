@@ -65,7 +65,9 @@ class PluginHarness:
         self._loader = PluginLoader()
         self.loaded: LoadedPlugin = self._loader.load_folder(self.manifest, self.folder)
         check_hooks(self.manifest, inspect_loaded(self.loaded))
-        code = PluginCode(self.manifest.plugin_id, self.manifest.version, "harness", self.manifest, root=self.folder)
+        code = PluginCode(
+            self.manifest.plugin_id, self.manifest.version, "harness", self.manifest, root=self.folder
+        )
         secrets = secret_values(code, self.settings)
         self._invoker = Invoker(self.loaded, self.settings, plugin_logger(self.manifest.plugin_id, secrets))
         self._target = Target(

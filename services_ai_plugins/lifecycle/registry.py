@@ -366,7 +366,9 @@ class PluginRegistry:
         """The plugin's own typed settings, secrets decrypted: for its context only."""
         with self.db.session() as s:
             plugin = rows.get_plugin(s, plugin_id)
-            return typed_values(plugin.id, rows.manifest_of(s, plugin), rows.stored_settings(plugin), self.keyring)
+            return typed_values(
+                plugin.id, rows.manifest_of(s, plugin), rows.stored_settings(plugin), self.keyring
+            )
 
     def unset_setting(self, plugin_id: str, name: str, actor: str | None = None) -> ChangeReport:
         with self.db.session() as s:
