@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+__all__ = ["Config", "get_config", "reset_config"]
 
 
 class Config(BaseSettings):
@@ -25,8 +25,10 @@ class Config(BaseSettings):
         validation_alias="DATABASE_URL",
         description="DATABASE_URL: SQLAlchemy URL; default a SQLite file in the data folder.",
     )
-    redis_url: str = Field(
-        default=DEFAULT_REDIS_URL, validation_alias="REDIS_URL", description="REDIS_URL: broker."
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias="REDIS_URL",
+        description="REDIS_URL: the Redis broker; with neither it nor BROKER_URL, the embedded one.",
     )
     broker_url_env: str | None = Field(
         default=None,
@@ -98,7 +100,13 @@ class Config(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        return self.broker_url_env or self.redis_url
+        """``BROKER_URL``, else ``REDIS_URL``, else the embedded broker in the data folder (a
+        SQLite file): never a server nobody named."""
+        return self.broker_url_env or self.redis_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not (self.broker_url_env or self.redis_url)
 
     @property
     def cache_dir(self) -> Path:

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, TypedDict
 
 from sqlalchemy import delete, insert, select, update
 
@@ -27,7 +27,7 @@ from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import EventRecord, ExportJob, ExportRow, utcnow
 from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
-__all__ = ["FORMATS", "ExportService", "csv_cell"]
+__all__ = ["FORMATS", "ExportService", "ExportView", "csv_cell"]
 
 HOOK = "data_export"
 EXPORT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -36,6 +36,24 @@ FORMATS = ("csv", "json")
 # A cell starting with one of these is read as a formula by spreadsheets.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 Progress = Callable[[int, int], None]
+
+
+class ExportView(TypedDict):
+    """An export: its request, its state, and each plugin's contribution
+    (``{plugin_id: {status, rows, error, duration_ms}}``)."""
+
+    id: str
+    export_type: str
+    start_date: str | None
+    end_date: str | None
+    filters: dict[str, Any]
+    status: str
+    requested_by: str | None
+    created_at: str
+    finished_at: str | None
+    error: str | None
+    row_count: int
+    plugins: dict[str, Any]
 
 
 def csv_cell(value: Any) -> str:
@@ -98,21 +116,21 @@ class ExportService:
             )
         return export_id
 
-    def get(self, export_id: str) -> dict[str, Any]:
+    def get(self, export_id: str) -> ExportView:
         with self.db.session() as s:
             job = s.get(ExportJob, export_id)
             if job is None:
                 raise NotFoundError("export", export_id)
             return _view(job)
 
-    def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 20) -> list[ExportView]:
         with self.db.session() as s:
             return [
                 _view(j)
                 for j in s.scalars(select(ExportJob).order_by(ExportJob.created_at.desc()).limit(limit))
             ]
 
-    def run(self, export_id: str, progress: Progress | None = None) -> dict[str, Any]:
+    def run(self, export_id: str, progress: Progress | None = None) -> ExportView:
         """Call every permitted plugin and store its rows. Safe to run again (rows replaced).
 
         The date range is inclusive: ``since`` from 00:00 UTC, ``until`` to the end of that day.
@@ -259,7 +277,7 @@ class ExportService:
         return buf.getvalue()
 
 
-def _view(job: ExportJob) -> dict[str, Any]:
+def _view(job: ExportJob) -> ExportView:
     return {
         "id": job.id,
         "export_type": job.export_type,

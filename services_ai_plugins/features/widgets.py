@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import DateTime, and_, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,7 +26,27 @@ from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import HookResult, Plugin, PluginPermission, WidgetSnapshot, utcnow
 from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
-__all__ = ["HOOK", "WidgetService"]
+__all__ = ["HOOK", "WidgetService", "WidgetView"]
+
+
+class WidgetView(TypedDict):
+    """A widget snapshot as the dashboard shows it: HTML sanitised, title plain text."""
+
+    plugin_id: str
+    plugin_name: str
+    plugin_version: str
+    title: str
+    html: str
+    refresh_interval: int
+    status: str
+    error: str | None
+    rendered_at: str | None
+    attempted_at: str | None
+    stale_since: str | None
+    next_due_at: str | None
+    duration_ms: float
+    etag: str
+    ok: bool
 
 HOOK = "dashboard_widget"
 RETRY_AFTER_FAILURE = 60
@@ -78,13 +98,15 @@ class WidgetService:
 
     # -- the read path (dashboard) --------------------------------------------------------
 
-    def snapshots(self) -> list[dict[str, Any]]:
+    def snapshots(self) -> list[WidgetView]:
         """Current snapshots of enabled plugins holding ``dashboard_widget``; no plugin runs.
 
         One query over three primary keys, read as plain rows (no ORM objects, no session):
         the dashboard polls this.
         """
-        return [dict(zip(_READ_KEYS, _row_values(r), strict=True)) for r in self.db.read(self._read)]
+        return [
+            cast(WidgetView, dict(zip(_READ_KEYS, _row_values(r), strict=True))) for r in self.db.read(self._read)
+        ]
 
     _shown = and_(
         Plugin.id == WidgetSnapshot.plugin_id,
@@ -134,7 +156,7 @@ class WidgetService:
 
     # -- rendering --------------------------------------------------------------------------
 
-    def refresh(self, plugin_id: str, actor: str | None = None) -> dict[str, Any]:
+    def refresh(self, plugin_id: str, actor: str | None = None) -> WidgetView:
         """Render one plugin's widget now and store it; the snapshot as stored. A failed
         render keeps the last good snapshot, with the error. Raises ``PluginStateError`` with
         the reason when the plugin may not have a widget at all."""
@@ -146,7 +168,7 @@ class WidgetService:
         outcome = caller.call(HOOK, target, [widget_call(plugin_id, self._recent(plugin_id), actor)])[0]
         return self._store(target, outcome, now)
 
-    def refresh_all(self, actor: str | None = None) -> list[dict[str, Any]]:
+    def refresh_all(self, actor: str | None = None) -> list[WidgetView]:
         """Render every widget now (each plugin that may have one)."""
         runtime, _ = self._plugins()
         return [self.refresh(t.plugin_id, actor) for t in runtime.targets(HOOK)]
@@ -183,7 +205,7 @@ class WidgetService:
                 )
             ]
 
-    def _store(self, target: Target, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    def _store(self, target: Target, outcome: Outcome, now: datetime) -> WidgetView:
         plugin_id = target.plugin_id
         default_interval = self.config.widget_default_refresh
         with self.db.session() as s:
@@ -242,7 +264,7 @@ def _row_values(r: Any) -> list[Any]:
             _iso(rendered), _iso(attempted), _iso(stale), _iso(due), duration, etag, status == "ok"]  # fmt: skip
 
 
-def _view(w: WidgetSnapshot, name: str) -> dict[str, Any]:
+def _view(w: WidgetSnapshot, name: str) -> WidgetView:
     return {
         "plugin_id": w.plugin_id,
         "plugin_name": name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import func, select, update
 
@@ -14,10 +14,71 @@ from services_ai_plugins.errors import EventError, NotFoundError
 from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult, utcnow
 
-__all__ = ["EventService"]
+__all__ = ["DeadLetterView", "EventDetail", "EventService", "EventView", "ReplayOutcome", "ResultView"]
 
 
-def _result_view(r: HookResult) -> dict[str, Any]:
+class ResultView(TypedDict):
+    """One plugin's result for an event (``events show``)."""
+
+    plugin_id: str
+    plugin_version: str
+    hook: str
+    status: str
+    result: Any
+    error: str | None
+    traceback: list[dict[str, Any]] | None
+    duration_ms: float
+    attempts: int
+    created_at: str
+
+
+class EventView(TypedDict):
+    event_id: str
+    type: str
+    source: str
+    occurred_at: str
+    received_at: str
+    completed_at: str | None
+    status: str
+    failures: int
+    attempts: int
+
+
+class DeadLetterView(TypedDict):
+    id: int
+    event_id: str | None
+    event_type: str | None
+    stage: str
+    reason: str
+    attempts: int
+    created_at: str
+    replayed_at: str | None
+    payload: str
+
+
+class EventDetail(TypedDict, total=False):
+    """``events show``: the event's fields, its data and one result per plugin called; or, for
+    an event that never got past validation, its dead letter."""
+
+    event_id: str
+    type: str | None
+    source: str
+    occurred_at: str
+    received_at: str
+    completed_at: str | None
+    status: str
+    failures: int
+    attempts: int
+    data: Any
+    results: list[ResultView]
+    dead_letter: DeadLetterView
+
+
+#: ``(dead letter id, the new event id or None, why not or None)``
+ReplayOutcome = tuple[int, str | None, str | None]
+
+
+def _result_view(r: HookResult) -> ResultView:
     return {
         "plugin_id": r.plugin_id,
         "plugin_version": r.plugin_version,
@@ -32,7 +93,7 @@ def _result_view(r: HookResult) -> dict[str, Any]:
     }
 
 
-def _event_view(e: EventRecord) -> dict[str, Any]:
+def _event_view(e: EventRecord) -> EventView:
     return {
         "event_id": e.event_id,
         "type": e.type,
@@ -46,7 +107,7 @@ def _event_view(e: EventRecord) -> dict[str, Any]:
     }
 
 
-def _dead_view(d: DeadLetter) -> dict[str, Any]:
+def _dead_view(d: DeadLetter) -> DeadLetterView:
     return {
         "id": d.id,
         "event_id": d.event_id,
@@ -74,7 +135,7 @@ class EventService:
         event_type: str | None = None,
         status: str | None = None,
         since: datetime | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[EventView]:
         stmt = select(EventRecord).order_by(EventRecord.received_at.desc()).limit(limit)
         if event_type:
             stmt = stmt.where(EventRecord.type == event_type)
@@ -87,7 +148,7 @@ class EventService:
         with self.db.session() as s:
             return [_event_view(e) for e in s.scalars(stmt)]
 
-    def show(self, event_id: str) -> dict[str, Any]:
+    def show(self, event_id: str) -> EventDetail:
         """The event's fields, its payload, and one entry per plugin called."""
         with self.db.session() as s:
             event = s.get(EventRecord, event_id)
@@ -109,10 +170,12 @@ class EventService:
             results = s.scalars(
                 select(HookResult).where(HookResult.event_id == event_id).order_by(HookResult.plugin_id)
             ).all()
-            view = _event_view(event)
-            view["data"] = event.payload.get("data")
-            view["results"] = [_result_view(r) for r in results]
-            return view
+            detail: EventDetail = {
+                **_event_view(event),  # type: ignore[typeddict-item]
+                "data": event.payload.get("data"),
+                "results": [_result_view(r) for r in results],
+            }
+            return detail
 
     def plugin_results(self, plugin_id: str, limit: int = 50) -> list[dict[str, Any]]:
         stmt = (
@@ -126,7 +189,7 @@ class EventService:
 
     # -- dead letters -----------------------------------------------------------------------
 
-    def dead_letters(self, limit: int = 50, include_replayed: bool = False) -> list[dict[str, Any]]:
+    def dead_letters(self, limit: int = 50, include_replayed: bool = False) -> list[DeadLetterView]:
         stmt = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
         if not include_replayed:
             stmt = stmt.where(DeadLetter.replayed_at.is_(None))
@@ -135,7 +198,7 @@ class EventService:
 
     def replay_dead(
         self, ids: Iterable[int] | None, publish: Callable[[Any], str]
-    ) -> list[tuple[int, str | None, str | None]]:
+    ) -> list[ReplayOutcome]:
         """Publish dead letters again. Returns (id, new event id or None, error or None) each.
 
         A payload that still breaks the contract stays in the store, with the reason shown.
