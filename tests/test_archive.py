@@ -29,10 +29,11 @@ from services_ai_plugins.lifecycle.archive import (
     Member,
     extract_zip,
     inspect_zip,
-    package_dir,
     read_archive_bytes,
     sha256_hex,
 )
+from services_ai_plugins.lifecycle.archiverules import is_within, target_path
+from services_ai_plugins.lifecycle.packaging import package_dir
 
 CORPUS = Path(__file__).parent / "data" / "zips"
 REJECT = CORPUS / "reject"
@@ -427,10 +428,10 @@ def test_containment_compares_whole_components(tmp_path: Path) -> None:
     root = os.path.realpath(tmp_path / "foo")
     outside = os.path.join(os.path.realpath(tmp_path / "foobar"), "x.py")
     assert outside.startswith(root)  # what a string prefix test would wrongly accept
-    assert not archive._is_within(root, outside)
-    assert not archive._is_within(root, os.path.join(root, "..", "foobar", "x.py"))
-    assert archive._is_within(root, os.path.join(root, "lib", "x.py"))
-    assert archive._is_within(root, root)
+    assert not is_within(root, outside)
+    assert not is_within(root, os.path.join(root, "..", "foobar", "x.py"))
+    assert is_within(root, os.path.join(root, "lib", "x.py"))
+    assert is_within(root, root)
 
 
 def _fresh_folder_with_plant(
@@ -479,7 +480,7 @@ def test_target_path_refuses_a_parent_resolving_outside(tmp_path: Path) -> None:
     (tmp_path / "foobar").mkdir()
     (root / "lib").symlink_to(tmp_path / "foobar")
     with pytest.raises(ArchiveError, match="outside the extraction folder"):
-        archive._target_path(os.path.realpath(root), "lib/x.py", "lib/x.py")
+        target_path(os.path.realpath(root), "lib/x.py", "lib/x.py")
 
 
 @pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
