@@ -273,6 +273,56 @@ def test_folder_members(dest: Path) -> None:
     assert (root / "lib" / "x.py").read_bytes() == b"x"
 
 
+# -- code that would run instead of the reviewed source --------------------------------------
+
+BYTECODE = "compiled Python bytecode is not allowed (ship the .py source)"
+NATIVE = "native extension modules are not allowed"
+PTH = "path configuration (.pth) files are not allowed"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("__pycache__/main.cpython-311.pyc", BYTECODE),
+        ("lib/__pycache__/util.cpython-312.opt-1.pyc", BYTECODE),
+        ("__pycache__/notes.txt", BYTECODE),
+        ("helper.pyc", BYTECODE),
+        ("helper.pyo", BYTECODE),
+        # A case-insensitive file system opens these for helper.pyc, Windows for the last two.
+        ("HELPER.PYC", BYTECODE),
+        ("__PyCache__/main.cpython-311.pyc", BYTECODE),
+        ("helper.pyc.", BYTECODE),
+        ("helper.pyc ", BYTECODE),
+        ("fast.so", NATIVE),
+        ("fast.abi3.so", NATIVE),
+        ("lib/fast.cpython-311-darwin.so", NATIVE),
+        ("fast.pyd", NATIVE),
+        ("Fast.PYD", NATIVE),
+        ("helper.dll", NATIVE),
+        ("libhelper.dylib", NATIVE),
+        ("evil.pth", PTH),
+        ("lib/EVIL.PTH", PTH),
+    ],
+)
+def test_files_that_would_run_instead_of_the_source_are_refused(name: str, reason: str, dest: Path) -> None:
+    data = raw_zip(gen.stored(name, b"x"))
+    assert refusal(lambda: inspect_zip(data)) == f"{reason}: {name!r}"
+    assert refusal(lambda: extract_zip(data, dest)) == f"{reason}: {name!r}"
+    assert list(dest.iterdir()) == []
+
+
+def test_source_and_data_with_similar_names_are_kept() -> None:
+    names = ["pyc.txt", "notes.so.txt", "lib/pycache/x.py", "so", "x.pyw", "x.pyi", "x.pth.txt", "lib.dll.md"]
+    data = raw_zip(gen.folder("__pycache__"), *(gen.stored(n, b"ok") for n in names))
+    # An empty __pycache__ folder runs nothing; Python would make one there itself.
+    assert {m.name for m in inspect_zip(data)} == PLUGIN_FILES | set(names) | {"__pycache__"}
+
+
+def test_bytecode_in_the_macosx_folder_beside_the_top_folder_is_skipped_unread() -> None:
+    data = gen.build_zip([*gen.plugin("p/"), gen.stored("__MACOSX/p/__pycache__/._m.pyc", gen.APPLE_DOUBLE)])
+    assert {m.name for m in inspect_zip(data)} == PLUGIN_FILES
+
+
 # -- the plugin root --------------------------------------------------------------------------
 
 
@@ -589,6 +639,21 @@ def test_package_dir_skips_caches_and_vcs(tmp_path: Path) -> None:
     (src / "lib" / "util.py").write_bytes(b"")
     with zipfile.ZipFile(io.BytesIO(package_dir(src))) as zf:
         assert sorted(zf.namelist()) == ["__init__.py", "lib/", "lib/util.py", "main.py", "manifest.json"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("fast.so", NATIVE), ("lib/fast.pyd", NATIVE), ("evil.pth", PTH), ("lib/helper.PYC", BYTECODE)],
+)
+def test_package_dir_refuses_what_would_run_instead_of_the_source(
+    tmp_path: Path, name: str, reason: str
+) -> None:
+    # Caches Python writes (lower-case .pyc, __pycache__/) are skipped; anything else that
+    # would run in place of the source is refused, by the inspection of the packaged archive.
+    src = write_plugin(tmp_path / "src")
+    (src / "lib").mkdir()
+    (src / name).write_bytes(b"x")
+    assert refusal(lambda: package_dir(src)) == f"{reason}: {name!r}"
 
 
 def test_package_dir_refuses_links(tmp_path: Path) -> None:

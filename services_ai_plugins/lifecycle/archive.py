@@ -2,7 +2,8 @@
 
 A plugin ZIP comes from a third party, so every entry is checked before a single byte is written:
 names are refused (never rewritten) when they could escape the target folder or mean different
-files on different systems, links and special files are refused, and sizes are capped both as
+files on different systems, links and special files are refused, so are files Python would run
+in place of the reviewed source (bytecode, native extensions, ``.pth``), and sizes are capped as
 declared and as actually decompressed. ``zipfile`` is used only to read the central directory;
 payloads are located and inflated here, so a forged header cannot make us trust its sizes, and
 ``ZipFile.extract`` (which silently rewrites ``../`` and absolute names) is never used.
@@ -38,6 +39,7 @@ from services_ai_plugins.lifecycle.archiverules import (
     ArchiveLimits,
     NameSet,
     check_path,
+    check_source_only,
     make_dirs,
     nfc,
     target_path,
@@ -348,6 +350,8 @@ def _plugin_members(entries: list[_Entry]) -> list[tuple[Member, _Entry]]:
                     continue  # Finder's AppleDouble files: metadata, not plugin content
                 raise ArchiveError(f"entry outside the plugin's top folder {prefix!r}", entry.raw)
         name = nfc(entry.path[len(prefix) :])
+        if not entry.is_dir:
+            check_source_only(name, entry.raw)
         plan.append((Member(name=name, is_dir=entry.is_dir, size=entry.info.file_size), entry))
     return plan
 

@@ -1,6 +1,7 @@
 """What reading a plugin ZIP (``archive``) and packaging a plugin folder (``packaging``) share.
 
-The caps every archive obeys, the rules an entry name must pass, how two names are compared (the
+The caps every archive obeys, the rules an entry name must pass (including the files refused
+because Python would run them in place of the reviewed source), how two names are compared (the
 way the strictest file system would: case-folded and NFC), how a path written on disk is proven
 to stay inside its folder, and the ``os.open`` flags that keep a swapped-in link or fifo from
 being followed or blocking. Every refusal is an :class:`~services_ai_plugins.errors.ArchiveError`
@@ -28,6 +29,7 @@ __all__ = [
     "ArchiveLimits",
     "NameSet",
     "check_path",
+    "check_source_only",
     "fold",
     "is_within",
     "make_dirs",
@@ -45,6 +47,10 @@ O_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
 O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows only: no newline translation
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
+_CACHE_FOLDER = "__pycache__"
+_BYTECODE_SUFFIXES = (".pyc", ".pyo")
+_NATIVE_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
+_PTH_SUFFIX = ".pth"
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,25 @@ def check_path(path: str, shown: str, limits: ArchiveLimits) -> None:
                 f"path component is {len(part)} characters; the limit is {limits.max_component_length}",
                 shown,
             )
+
+
+def check_source_only(name: str, shown: str) -> None:
+    """Refuse a file that would run instead of the reviewed source, or without any source.
+
+    Python imports ``__pycache__/*.pyc`` (an unchecked hash-based one even when it does not
+    match the ``.py`` beside it), a sourceless ``.pyc``, and a native extension ahead of the
+    ``.py`` of the same name; ``site`` runs the import lines of a ``.pth`` file. Names are
+    compared folded, trailing dots and spaces dropped, as a case-insensitive file system or
+    Windows would open them.
+    """
+    parts = [part.rstrip(". ") for part in fold(name).split("/")]
+    base = parts[-1]
+    if _CACHE_FOLDER in parts[:-1] or base.endswith(_BYTECODE_SUFFIXES):
+        raise ArchiveError("compiled Python bytecode is not allowed (ship the .py source)", shown)
+    if base.endswith(_NATIVE_SUFFIXES):
+        raise ArchiveError("native extension modules are not allowed", shown)
+    if base.endswith(_PTH_SUFFIX):
+        raise ArchiveError("path configuration (.pth) files are not allowed", shown)
 
 
 def nfc(name: str) -> str:
