@@ -28,7 +28,7 @@ from bench.harness import (
 from services_ai_plugins.calling.caller import HookCaller
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import EventRecord
-from services_ai_plugins.lifecycle import archive
+from services_ai_plugins.lifecycle import packaging
 from services_ai_plugins.publisher import Publisher
 
 LEAD = {
@@ -235,7 +235,7 @@ def install_time(bench: Bench, repeats: int) -> dict[str, float]:
     """Validate + install the sample plugin ZIP (then uninstall), ``repeats`` times."""
     host = bench.reset()
     zip_path = bench.workdir / "sample.zip"
-    zip_path.write_bytes(archive.package_dir(REPO / "sample_plugin"))
+    zip_path.write_bytes(packaging.package_dir(REPO / "sample_plugin"))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()

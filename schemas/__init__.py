@@ -26,6 +26,7 @@ from schemas.manifest import (
     PermissionSpec,
     SettingOption,
     SettingSpec,
+    normalised_id,
     parse_manifest,
     slugify,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "SettingOption",
     "SettingSpec",
     "canonical_type",
+    "normalised_id",
     "parse_event",
     "parse_manifest",
     "slugify",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -28,6 +29,30 @@ from pydantic import (
 
 from schemas.errors import ContractError, FieldError
 from schemas.jsonload import strict_json_loads
+
+__all__ = [
+    "EMAIL_RE",
+    "HOOK_NAMES",
+    "MAX_ID_LENGTH",
+    "MAX_SETTINGS",
+    "MODULE_RE",
+    "PERMISSION_NAMES",
+    "SEMVER_RE",
+    "SETTING_NAME_RE",
+    "SETTING_TYPES",
+    "SLUG_RE",
+    "Manifest",
+    "OptionValue",
+    "PermissionSpec",
+    "SettingOption",
+    "SettingSpec",
+    "SettingType",
+    "default_problem",
+    "normalised_id",
+    "parse_manifest",
+    "semver_key",
+    "slugify",
+]
 
 HOOK_NAMES: tuple[str, ...] = (
     "plugin_installed",
@@ -64,6 +89,25 @@ SETTING_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Characters that show nothing or reorder what is shown ("Trojan Source", CVE-2021-42574): an id
+# or name holding one reads as another plugin's. The categories are format, control, private
+# use, surrogate, line and paragraph separators; the listed characters are the bidirectional
+# controls and zero-width characters, named even where the categories cover them.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Co", "Cs", "Zl", "Zp"})
+_INVISIBLE_CHARS = frozenset(
+    chr(c)
+    for c in (
+        *range(0x202A, 0x202F),  # LRE, RLE, PDF, LRO, RLO
+        *range(0x2066, 0x206A),  # LRI, RLI, FSI, PDI
+        0x200E,  # LEFT-TO-RIGHT MARK
+        0x200F,  # RIGHT-TO-LEFT MARK
+        0x061C,  # ARABIC LETTER MARK
+        *range(0x200B, 0x200E),  # ZERO WIDTH SPACE, NON-JOINER, JOINER
+        0x2060,  # WORD JOINER
+        0xFEFF,  # ZERO WIDTH NO-BREAK SPACE (byte-order mark)
+    )
+)
+_SEPARATOR_RUN_RE = re.compile(r"[-_]+")
 MAX_ID_LENGTH = 64
 MAX_SETTINGS = 100
 
@@ -74,6 +118,24 @@ def slugify(name: str) -> str:
     ``"Lead Scorer"`` -> ``"lead-scorer"``.
     """
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def normalised_id(plugin_id: str) -> str:
+    """The key under which two plugin ids name the same plugin to a person reading them.
+
+    NFKC, case-folded (and NFKC again, as folding can undo it), each run of ``-`` and ``_`` one
+    ``-``: ``Lead_Scorer``, ``lead--scorer`` and ``lead-scorer`` in full-width letters all give
+    ``lead-scorer``. For the registry, to refuse an id whose key is an installed plugin's, so
+    that one plugin cannot pass for another.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", plugin_id).casefold())
+    return _SEPARATOR_RUN_RE.sub("-", folded)
+
+
+def _refuse_invisible(value: str) -> None:
+    for ch in value:
+        if ch in _INVISIBLE_CHARS or unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            raise ValueError(f"contains an invisible or bidirectional control character (U+{ord(ch):04X})")
 
 
 def semver_key(version: str) -> tuple[Any, ...]:
@@ -88,9 +150,11 @@ def semver_key(version: str) -> tuple[Any, ...]:
     return (major, minor, patch, 0, ids)
 
 
-def _plain_text(value: str, what: str, max_len: int) -> str:
+def _plain_text(value: str, what: str, max_len: int, *, visible: bool = False) -> str:
     if _CONTROL_RE.search(value):
         raise ValueError(f"{what} must not contain control characters (newline, tab, NUL...)")
+    if visible:
+        _refuse_invisible(value)
     if value != value.strip():
         raise ValueError(f"{what} must not start or end with spaces")
     if len(value) > max_len:
@@ -331,7 +395,7 @@ class Manifest(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        _plain_text(v, "name", 100)
+        _plain_text(v, "name", 100, visible=True)
         if not v:
             raise ValueError("name must not be empty")
         if not slugify(v):
@@ -360,7 +424,10 @@ class Manifest(_Strict):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str | None) -> str | None:
-        if v is not None and (not SLUG_RE.match(v) or len(v) > MAX_ID_LENGTH):
+        if v is None:
+            return v
+        _refuse_invisible(v)
+        if not SLUG_RE.match(v) or len(v) > MAX_ID_LENGTH:
             raise ValueError(
                 f"{v!r} is not a plugin id (lower-case letters, digits and single hyphens, "
                 f"at most {MAX_ID_LENGTH} characters)"

@@ -19,7 +19,7 @@ from services_ai_plugins.errors import (
 )
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import AuditEntry, Plugin, PluginPermission, PluginVersion
-from services_ai_plugins.lifecycle import archive
+from services_ai_plugins.lifecycle import archive, packaging
 from tests.helpers import LEAD_MAIN, PLUGINS, SAMPLE_PLUGIN, manifest_for, write_plugin
 
 
@@ -53,7 +53,7 @@ def test_install_from_folder_starts_disabled_with_every_permission_off(host: Hos
 
 def test_install_from_zip_equals_install_from_folder(host: Host, tmp_path: Path) -> None:
     zip_path = tmp_path / "sample.zip"
-    zip_path.write_bytes(archive.package_dir(SAMPLE_PLUGIN))
+    zip_path.write_bytes(packaging.package_dir(SAMPLE_PLUGIN))
     report = host.registry.install(zip_path)
     assert report.plugin.id == "lead-insights"
     assert (

@@ -7,10 +7,12 @@ import json
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from schemas import ContractError, parse_event, parse_manifest, slugify
+from schemas import ContractError, normalised_id, parse_event, parse_manifest, slugify
 from schemas.export import JSON_DIR, documents, render
-from schemas.manifest import semver_key
+from schemas.manifest import SLUG_RE, semver_key
 
 GOOD = {
     "name": "Lead Scorer",
@@ -133,6 +135,89 @@ def test_both_seed_formats_parse() -> None:
 )
 def test_manifest_refusals_name_the_field(doc: object, message: str) -> None:
     assert message in _manifest_error(doc)
+
+
+INVISIBLE = [
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+    "\u202a",  # LEFT-TO-RIGHT EMBEDDING
+    "\u2066",  # LEFT-TO-RIGHT ISOLATE
+    "\u2069",  # POP DIRECTIONAL ISOLATE
+    "\u200e",  # LEFT-TO-RIGHT MARK
+    "\u200f",  # RIGHT-TO-LEFT MARK
+    "\u061c",  # ARABIC LETTER MARK
+    "\u200b",  # ZERO WIDTH SPACE
+    "\u200c",  # ZERO WIDTH NON-JOINER
+    "\u200d",  # ZERO WIDTH JOINER
+    "\u2060",  # WORD JOINER
+    "\ufeff",  # ZERO WIDTH NO-BREAK SPACE
+    "\u00ad",  # SOFT HYPHEN (Cf)
+    "\u0085",  # NEXT LINE (Cc, beyond the C0 range)
+    "\ue000",  # private use (Co)
+    "\ud800",  # a lone surrogate (Cs), as a JSON escape can carry
+    "\u2028",  # LINE SEPARATOR (Zl)
+    "\u2029",  # PARAGRAPH SEPARATOR (Zp)
+]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("field", ["name", "id"])
+def test_invisible_and_bidi_characters_are_refused_in_ids_and_names(field: str, char: str) -> None:
+    value = {"name": f"Lead{char} Scorer", "id": f"lead{char}-scorer"}[field]
+    with pytest.raises(ContractError) as caught:
+        parse_manifest({**GOOD, field: value})
+    assert [(e.field, e.reason) for e in caught.value.errors] == [
+        (field, f"contains an invisible or bidirectional control character (U+{ord(char):04X})")
+    ]
+
+
+def test_a_trojan_source_name_is_refused_in_one_line() -> None:
+    # "Lead Scorer" followed by an override that shows "gnp.exe" as "exe.png".
+    error = _manifest_error({**GOOD, "name": "Lead Scorer \u202egnp.exe"})
+    assert error == "manifest.json: name: contains an invisible or bidirectional control character (U+202E)"
+
+
+def test_visible_unicode_names_are_kept() -> None:
+    for name in ("Café Scorer", "Лид Скорер 2", "リード Scorer", "Lead \u2014 Scorer", "Ünïcode\u00a0Lead"):
+        assert parse_manifest({**GOOD, "name": name}).name == name
+
+
+@pytest.mark.parametrize(
+    ("plugin_id", "key"),
+    [
+        ("lead-scorer", "lead-scorer"),
+        ("Lead-Scorer", "lead-scorer"),
+        ("lead_scorer", "lead-scorer"),
+        ("lead--scorer", "lead-scorer"),
+        ("lead-_-scorer", "lead-scorer"),
+        ("LEAD__SCORER", "lead-scorer"),
+        ("\uff4c\uff45\uff41\uff44\uff0dscorer", "lead-scorer"),  # full-width letters and hyphen
+        ("lead\ufe4dscorer", "lead-scorer"),  # DASHED LOW LINE: NFKC makes it '_'
+        ("\ufb01lter", "filter"),  # the fi ligature
+        ("stra\u00dfe", "strasse"),  # case folding, not lower-casing
+        ("\u212bngstrom", "\u00e5ngstrom"),  # ANGSTROM SIGN: NFKC, then folded
+        ("lead-scorer-2", "lead-scorer-2"),
+    ],
+)
+def test_normalised_id(plugin_id: str, key: str) -> None:
+    assert normalised_id(plugin_id) == key
+
+
+def test_normalised_id_keeps_different_ids_apart() -> None:
+    ids = ["lead-scorer", "lead-scorers", "leadscorer", "lead-scorer-2", "lead-s-corer"]
+    assert len({normalised_id(i) for i in ids}) == len(ids)
+
+
+@given(st.text(max_size=40))
+def test_normalised_id_is_idempotent(plugin_id: str) -> None:
+    key = normalised_id(plugin_id)
+    assert normalised_id(key) == key
+    assert "--" not in key
+    assert "_" not in key
+
+
+@given(st.from_regex(SLUG_RE, fullmatch=True))
+def test_a_valid_id_is_its_own_key(plugin_id: str) -> None:
+    assert normalised_id(plugin_id) == plugin_id
 
 
 def test_missing_required_fields_are_all_listed() -> None:

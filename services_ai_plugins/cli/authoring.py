@@ -8,7 +8,7 @@ import click
 
 from services_ai_plugins.cli.common import JSON, host_from_env
 from services_ai_plugins.cli.output import emit_json, say
-from services_ai_plugins.lifecycle import archive, scaffold
+from services_ai_plugins.lifecycle import archive, packaging, scaffold
 
 __all__ = ["COMMANDS"]
 
@@ -69,7 +69,7 @@ def plugin_package(folder: Path, output: Path | None) -> None:
     """Package a plugin folder as a ZIP, after validating it."""
     registry = host_from_env().registry
     manifest = registry.validate(folder)
-    data = archive.package_dir(folder, registry.limits)
+    data = packaging.package_dir(folder, registry.limits)
     target = output or Path(f"{manifest.plugin_id}-{manifest.version}.zip")
     tmp = target.with_name(target.name + ".part")
     tmp.write_bytes(data)

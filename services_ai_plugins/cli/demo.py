@@ -143,11 +143,11 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
     out.print(f"1. database      migrated {before or 'empty'} -> {after} in {_ms(time.perf_counter() - t)}")
 
     from services_ai_plugins.errors import PluginNotFoundError
-    from services_ai_plugins.lifecycle import archive
+    from services_ai_plugins.lifecycle import packaging
 
     zip_path = config.data_dir / "lead-insights-1.0.0.zip"
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    zip_path.write_bytes(archive.package_dir(_sample_plugin()))
+    zip_path.write_bytes(packaging.package_dir(_sample_plugin()))
     t = time.perf_counter()
     try:
         host.registry.show(PLUGIN_ID)

@@ -1,28 +1,27 @@
-"""Safe handling of plugin archives: reading, inspecting and extracting ZIPs, packaging folders.
+"""Safe handling of plugin archives: reading, inspecting and extracting ZIPs.
 
 A plugin ZIP comes from a third party, so every entry is checked before a single byte is written:
 names are refused (never rewritten) when they could escape the target folder or mean different
-files on different systems, links and special files are refused, and sizes are capped both as
+files on different systems, links and special files are refused, so are files Python would run
+in place of the reviewed source (bytecode, native extensions, ``.pth``), and sizes are capped as
 declared and as actually decompressed. ``zipfile`` is used only to read the central directory;
 payloads are located and inflated here, so a forged header cannot make us trust its sizes, and
 ``ZipFile.extract`` (which silently rewrites ``../`` and absolute names) is never used.
 
 Every refusal is an :class:`~services_ai_plugins.errors.ArchiveError` whose text is one line
-naming the entry.
+naming the entry. The rules shared with packaging a folder (``packaging``) live in
+``archiverules``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
-import re
 import shutil
 import stat
 import struct
 import tempfile
-import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -30,14 +29,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services_ai_plugins.errors import ArchiveError
+from services_ai_plugins.lifecycle.archiverules import (
+    CHUNK_BYTES,
+    DEFAULT_LIMITS,
+    O_BINARY,
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    O_NONBLOCK,
+    ArchiveLimits,
+    NameSet,
+    check_path,
+    check_source_only,
+    make_dirs,
+    nfc,
+    target_path,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MACOSX_FOLDER",
+    "MANIFEST_NAME",
+    "NO_MANIFEST",
+    "RATIO_FLOOR_BYTES",
+    "ArchiveLimits",
+    "Member",
+    "extract_zip",
+    "inspect_zip",
+    "read_archive_bytes",
+    "sha256_hex",
+]
 
 MANIFEST_NAME = "manifest.json"
 #: Folder of AppleDouble files that macOS Finder adds next to a zipped folder.
 MACOSX_FOLDER = "__MACOSX"
 #: Compression ratios are only judged above this size, so small text files never trip them.
 RATIO_FLOOR_BYTES = 1024 * 1024
-#: Bytes read, inflated or written at a time: a member is never held in memory whole.
-CHUNK_BYTES = 64 * 1024
 
 NO_MANIFEST = "no manifest.json at the top of the archive (or in its single top folder)"
 
@@ -49,20 +75,6 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 _END_SIGNATURE = b"PK\x05\x06"
 # The end record is 22 bytes plus a comment of at most 65535 bytes.
 _END_SEARCH_BYTES = 22 + 0xFFFF
-_DRIVE_RE = re.compile(r"^[A-Za-z]:")
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_UNIX = 3  # "version made by" host: the high 16 bits of external_attr hold st_mode
-_MSDOS_DIRECTORY = 0x10
-# Windows has no O_NOFOLLOW; there the containment checks below are the only guard.
-_O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
-_O_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
-_O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows only: no newline translation
-
-_SKIP_NAMES = frozenset(
-    {"__pycache__", ".git", ".hg", ".svn", ".DS_Store", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-)
-_SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 
 # Everything zipfile (and zlib under it) raises on malformed input; none may escape raw.
 _ZIP_ERRORS: tuple[type[BaseException], ...] = (
@@ -79,23 +91,6 @@ _ZIP_ERRORS: tuple[type[BaseException], ...] = (
     KeyError,
     OverflowError,
 )
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Caps applied to every archive and packaged folder; the defaults suit plugins."""
-
-    max_archive_bytes: int = 20 * 1024 * 1024  # size of the ZIP file itself
-    max_total_bytes: int = 100 * 1024 * 1024  # sum of uncompressed sizes
-    max_member_bytes: int = 20 * 1024 * 1024  # one uncompressed member
-    max_ratio: int = 100  # uncompressed:compressed, per member and overall, above 1 MiB
-    max_files: int = 2000  # entries, directories included
-    max_depth: int = 16  # path components
-    max_path_length: int = 255  # characters in one entry name
-    max_component_length: int = 100
-
-
-DEFAULT_LIMITS = ArchiveLimits()
 
 
 @dataclass(frozen=True)
@@ -136,7 +131,7 @@ def read_archive_bytes(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> by
             raise ArchiveError("not a regular file", shown)
         _check_archive_size(st.st_size, limits, shown)
         # O_NONBLOCK: were the file swapped for a fifo since stat(), open() must not hang on it.
-        fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY)
+        fd = os.open(path, os.O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_BINARY)
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                 raise ArchiveError("not a regular file", shown)
@@ -174,62 +169,15 @@ def extract_zip(data: bytes, dest_parent: Path, limits: ArchiveLimits = DEFAULT_
         total = 0
         for member, entry in plan:
             if member.is_dir:
-                _make_dirs(root_real, member.name, entry.raw)
+                make_dirs(root_real, member.name, entry.raw)
             else:
                 total += _write_member(
-                    view, entry, _target_path(root_real, member.name, entry.raw), limits, total
+                    view, entry, target_path(root_real, member.name, entry.raw), limits, total
                 )
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return Path(root)
-
-
-def package_dir(src: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> bytes:
-    """A deterministic ZIP of a plugin folder, its entries at the archive root.
-
-    Names are sorted, timestamps fixed at 1980-01-01, modes 0o644/0o755, members deflated:
-    the same content gives the same bytes on every call. Caches and VCS folders are skipped;
-    symlinks, special files, a missing ``manifest.json`` and broken limits are refused. The
-    result passes :func:`inspect_zip` with the same limits.
-    """
-    src = Path(src)
-    if not src.is_dir():
-        raise ArchiveError("not a folder", str(src))
-    try:
-        manifest_mode = os.lstat(src / MANIFEST_NAME).st_mode
-    except FileNotFoundError:
-        raise ArchiveError("no manifest.json in the plugin folder", str(src)) from None
-    if not stat.S_ISREG(manifest_mode) and not stat.S_ISLNK(manifest_mode):
-        raise ArchiveError("manifest.json is not a regular file", str(src))
-
-    walk = _Walk(limits, [])
-    _collect(str(src), "", walk)
-    items = sorted(walk.items, key=lambda item: item[0])
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for arcname, fs_path, is_dir, size in items:
-            info = zipfile.ZipInfo(arcname, date_time=_ZIP_EPOCH)
-            info.create_system = _UNIX  # the default depends on the platform we run on
-            if is_dir:
-                info.external_attr = ((stat.S_IFDIR | 0o755) << 16) | _MSDOS_DIRECTORY
-                info.file_size = info.compress_size = info.CRC = 0  # mkdir(ZipInfo) expects them set
-                zf.mkdir(info)
-            else:
-                info.external_attr = (stat.S_IFREG | 0o644) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.file_size = size
-                _copy_file_into(zf, info, fs_path, limits)
-    data = buf.getvalue()
-    if len(data) > limits.max_archive_bytes:
-        raise ArchiveError(
-            f"packaged archive is {len(data)} bytes; the limit is {limits.max_archive_bytes}", str(src)
-        )
-    # The folder was checked as it was read; this proves the archive obeys every archive rule
-    # too (names differing only in case, for one, are distinct files on this disk but not on all).
-    inspect_zip(data, limits)
-    return data
 
 
 # -- inspection -------------------------------------------------------------------------------
@@ -250,12 +198,12 @@ def _plan(data: bytes, limits: ArchiveLimits) -> list[tuple[Member, _Entry]]:
             f"too many entries: {len(infos)}; the limit is {limits.max_files} (folders count too)"
         )
 
-    names = _NameSet()
+    names = NameSet()
     entries: list[_Entry] = []
     total = compressed = 0
     for info in infos:
         entry = _check_entry(info, limits)
-        names.add(entry)
+        names.add(entry.path, entry.is_dir, entry.raw)
         entries.append(entry)
         total += info.file_size
         compressed += info.compress_size
@@ -301,7 +249,7 @@ def _check_entry(info: zipfile.ZipInfo, limits: ArchiveLimits) -> _Entry:
         raise ArchiveError("non-UTF-8 entry name (non-ASCII name without the ZIP UTF-8 flag)", shown)
     is_dir = raw.endswith("/")
     path = raw[:-1] if is_dir else raw
-    _check_path(path, raw, limits)
+    check_path(path, raw, limits)
 
     mode = info.external_attr >> 16
     kind = stat.S_IFMT(mode)
@@ -339,100 +287,6 @@ def _check_entry(info: zipfile.ZipInfo, limits: ArchiveLimits) -> _Entry:
             raw,
         )
     return _Entry(info=info, raw=raw, path=path, is_dir=is_dir)
-
-
-def _check_path(path: str, shown: str, limits: ArchiveLimits) -> None:
-    """Refuse a relative '/'-separated path that could escape, mislead, or break a limit."""
-    for ch in path:
-        category = unicodedata.category(ch)
-        if category == "Cc":
-            raise ArchiveError(f"unsafe entry name (control character U+{ord(ch):04X})", shown)
-        if category == "Cs":  # a lone surrogate: undecodable bytes of a name on disk
-            raise ArchiveError("non-UTF-8 entry name (invalid UTF-8)", shown)
-    if "\\" in path:
-        raise ArchiveError("unsafe entry name (backslash)", shown)
-    if path.startswith("/"):
-        raise ArchiveError("unsafe entry name (absolute path)", shown)
-    if _DRIVE_RE.match(path):
-        raise ArchiveError("unsafe entry name (drive letter)", shown)
-    if not path:
-        raise ArchiveError("unsafe entry name (empty name)", shown)
-    parts = path.split("/")
-    for part in parts:
-        if part == "..":
-            raise ArchiveError("unsafe entry name (parent directory '..')", shown)
-        if part == ".":
-            raise ArchiveError("unsafe entry name (current directory '.')", shown)
-        if not part:
-            raise ArchiveError("unsafe entry name (empty path component)", shown)
-    if len(path) > limits.max_path_length:
-        raise ArchiveError(
-            f"entry name is {len(path)} characters; the limit is {limits.max_path_length}", shown
-        )
-    if len(parts) > limits.max_depth:
-        raise ArchiveError(f"entry path has {len(parts)} components; the limit is {limits.max_depth}", shown)
-    for part in parts:
-        if len(part) > limits.max_component_length:
-            raise ArchiveError(
-                f"path component is {len(part)} characters; the limit is {limits.max_component_length}",
-                shown,
-            )
-
-
-def _nfc(name: str) -> str:
-    return unicodedata.normalize("NFC", name)
-
-
-def _fold(name: str) -> str:
-    """The key under which two names mean the same file on some file system."""
-    return _nfc(_nfc(name).casefold())
-
-
-def _duplicate_reason(earlier: str, name: str) -> str:
-    if earlier == name:
-        return "duplicate entry"
-    if _nfc(earlier) == _nfc(name):
-        # Both spellings look identical on screen; ascii() shows how the earlier one differs.
-        return f"duplicate entry (differs only in Unicode normalisation from {earlier!a})"
-    if earlier.casefold() == name.casefold():
-        return f"duplicate entry (differs only in case from {earlier!r})"
-    return f"duplicate entry (differs only in case and Unicode normalisation from {earlier!a})"
-
-
-class _NameSet:
-    """Names seen so far, compared the way the strictest file system would (case, NFC)."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, _Entry] = {}  # folded path -> the entry
-        self.files: dict[str, str] = {}  # folded path -> path of a file entry
-        self.folders: dict[str, str] = {}  # folded path -> first spelling of a folder, implied too
-
-    def add(self, entry: _Entry) -> None:
-        parts = entry.path.split("/")
-        for i in range(1, len(parts)):
-            self._folder("/".join(parts[:i]), entry.raw)
-        key = _fold(entry.path)
-        earlier = self.entries.get(key)
-        if earlier is not None:
-            if earlier.is_dir != entry.is_dir:
-                raise ArchiveError(f"name used both as a file and as a folder ({earlier.path!r})", entry.raw)
-            raise ArchiveError(_duplicate_reason(earlier.path, entry.path), entry.raw)
-        if entry.is_dir:
-            self._folder(entry.path, entry.raw)
-        elif key in self.folders:
-            raise ArchiveError(f"name used both as a file and as a folder ({self.folders[key]!r})", entry.raw)
-        else:
-            self.files[key] = entry.path
-        self.entries[key] = entry
-
-    def _folder(self, path: str, shown: str) -> None:
-        key = _fold(path)
-        if key in self.files:
-            raise ArchiveError(f"name used both as a file and as a folder ({self.files[key]!r})", shown)
-        spelling = self.folders.setdefault(key, path)
-        if spelling != path:
-            # 'A/x' and 'a/y' are two folders here and one on macOS or Windows.
-            raise ArchiveError(_duplicate_reason(spelling, path), shown)
 
 
 def _locate_payloads(data: bytes, entries: list[_Entry]) -> None:
@@ -495,44 +349,14 @@ def _plugin_members(entries: list[_Entry]) -> list[tuple[Member, _Entry]]:
                 ):
                     continue  # Finder's AppleDouble files: metadata, not plugin content
                 raise ArchiveError(f"entry outside the plugin's top folder {prefix!r}", entry.raw)
-        name = _nfc(entry.path[len(prefix) :])
+        name = nfc(entry.path[len(prefix) :])
+        if not entry.is_dir:
+            check_source_only(name, entry.raw)
         plan.append((Member(name=name, is_dir=entry.is_dir, size=entry.info.file_size), entry))
     return plan
 
 
 # -- extraction -------------------------------------------------------------------------------
-
-
-def _is_within(root_real: str, path: str) -> bool:
-    """Whether ``path`` resolves inside ``root_real`` (itself resolved).
-
-    ``commonpath`` compares whole components, so ``/x/foo`` does not contain ``/x/foobar``
-    as a string prefix test would claim.
-    """
-    return os.path.commonpath([root_real, os.path.realpath(path)]) == root_real
-
-
-def _make_dirs(root_real: str, name: str, shown: str) -> str:
-    """Create the folder ``name`` (and its parents) under ``root_real``; return its path."""
-    current = root_real
-    for part in name.split("/"):
-        current = os.path.join(current, part)
-        with contextlib.suppress(FileExistsError):  # an earlier member made it
-            os.mkdir(current, 0o755)
-        # lstat: a link planted in place of a folder must not be followed.
-        if not stat.S_ISDIR(os.lstat(current).st_mode) or not _is_within(root_real, current):
-            raise ArchiveError("entry would be written outside the extraction folder", shown)
-    return current
-
-
-def _target_path(root_real: str, name: str, shown: str) -> str:
-    """The path a file member is written to, its parent folders created and proven contained."""
-    parent_name, _, base = name.rpartition("/")
-    parent = _make_dirs(root_real, parent_name, shown) if parent_name else root_real
-    parent_real = os.path.realpath(parent)
-    if not _is_within(root_real, parent_real):
-        raise ArchiveError("entry would be written outside the extraction folder", shown)
-    return os.path.join(parent_real, base)
 
 
 def _payload_chunks(view: memoryview, entry: _Entry) -> Iterator[bytes]:
@@ -566,7 +390,7 @@ def _payload_chunks(view: memoryview, entry: _Entry) -> Iterator[bytes]:
 def _write_member(view: memoryview, entry: _Entry, target: str, limits: ArchiveLimits, total: int) -> int:
     """Write one file member, counting what is actually inflated; return its size."""
     info = entry.info
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_BINARY
     try:
         fd = os.open(target, flags, 0o644)
     except FileExistsError:
@@ -601,80 +425,3 @@ def _write_member(view: memoryview, entry: _Entry, target: str, limits: ArchiveL
     if crc != info.CRC:
         raise ArchiveError("CRC-32 mismatch (corrupt archive)", entry.raw)
     return written
-
-
-# -- packaging --------------------------------------------------------------------------------
-
-
-def _skipped(name: str) -> bool:
-    return name in _SKIP_NAMES or name.endswith(_SKIP_SUFFIXES)
-
-
-@dataclass
-class _Walk:
-    """What packaging a folder has found so far."""
-
-    limits: ArchiveLimits
-    items: list[tuple[str, str, bool, int]]  # (name in the archive, path on disk, folder?, size)
-    total: int = 0
-
-
-def _collect(folder: str, prefix: str, walk: _Walk) -> None:
-    """Add the folder's entries to ``walk``, refusing links, special files and broken limits."""
-    limits = walk.limits
-    with os.scandir(folder) as it:
-        children = sorted(it, key=lambda e: e.name)
-    for child in children:
-        if _skipped(child.name):
-            continue
-        # NFC: macOS file systems hand back decomposed names; the archive holds composed ones.
-        name = _nfc(prefix + child.name)
-        _check_path(name, name, limits)
-        st = child.stat(follow_symlinks=False)
-        if stat.S_ISLNK(st.st_mode):
-            raise ArchiveError("symbolic links are not allowed", name)
-        if len(walk.items) >= limits.max_files:
-            # Stop at once: a folder like node_modules is not walked to the end to count it.
-            raise ArchiveError(
-                f"too many entries: more than {limits.max_files}; the limit is {limits.max_files} "
-                "(folders count too)"
-            )
-        if stat.S_ISDIR(st.st_mode):
-            walk.items.append((name + "/", child.path, True, 0))
-            _collect(child.path, name + "/", walk)
-        elif stat.S_ISREG(st.st_mode):
-            if st.st_size > limits.max_member_bytes:
-                raise ArchiveError(
-                    f"entry is {st.st_size} bytes uncompressed; the limit is {limits.max_member_bytes}",
-                    name,
-                )
-            walk.total += st.st_size
-            if walk.total > limits.max_total_bytes:
-                raise ArchiveError(
-                    f"uncompressed total is over {limits.max_total_bytes} bytes (the limit)", name
-                )
-            walk.items.append((name, child.path, False, st.st_size))
-        else:
-            raise ArchiveError("special files (fifo, device, socket) are not allowed", name)
-
-
-def _copy_file_into(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fs_path: str, limits: ArchiveLimits) -> None:
-    # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a fifo since it was listed must
-    # neither be followed nor block the open.
-    try:
-        fd = os.open(fs_path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY)
-    except OSError as exc:
-        raise ArchiveError(f"cannot read ({exc.strerror or exc})", info.filename) from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise ArchiveError("changed into a special file while being packaged", info.filename)
-        copied = 0
-        with zf.open(info, "w") as dst:
-            while chunk := fh.read(CHUNK_BYTES):
-                copied += len(chunk)
-                if copied > limits.max_member_bytes:
-                    raise ArchiveError(
-                        f"entry is over {limits.max_member_bytes} bytes uncompressed (the limit)",
-                        info.filename,
-                    )
-                dst.write(chunk)

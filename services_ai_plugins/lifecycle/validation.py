@@ -18,7 +18,7 @@ from schemas.errors import ContractError
 from schemas.manifest import HOOK_NAMES, Manifest, parse_manifest
 from services_ai_plugins.calling.executor import Executor, Inspection, PluginCode
 from services_ai_plugins.errors import ArchiveError, ManifestError
-from services_ai_plugins.lifecycle import archive
+from services_ai_plugins.lifecycle import archive, packaging
 from services_ai_plugins.lifecycle.codestore import CodeStore, tree_digest
 
 __all__ = ["Candidate", "candidate", "check_hooks"]
@@ -64,7 +64,7 @@ def check_hooks(manifest: Manifest, inspection: Inspection) -> None:
 
 def _read(path: Path, limits: archive.ArchiveLimits) -> bytes:
     if path.is_dir():
-        return archive.package_dir(path, limits)
+        return packaging.package_dir(path, limits)
     if path.is_file():
         return archive.read_archive_bytes(path, limits)
     raise ArchiveError("no such file or folder", str(path))

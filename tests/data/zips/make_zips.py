@@ -68,6 +68,15 @@ MAIN_PY = (
     b'    return {"status": "success"}\n'
 )
 EVIL = b"print('this file must never be written')\n"
+# A CPython 3.11 bytecode header (magic, flags, then 8 bytes of source stamp), no code after it.
+PYC = b"\xa7\r\r\n" + bytes(12)
+# The first bytes of an ELF shared object and of a Windows DLL.
+ELF = b"\x7fELF\x02\x01\x01" + bytes(9)
+MZ = b"MZ" + bytes(14)
+# site.py runs every line of a .pth file that starts with "import".
+PTH = b"import os; os.system('echo this line must never run')\n"
+BYTECODE = "compiled Python bytecode is not allowed (ship the .py source)"
+NATIVE = "native extension modules are not allowed"
 # The start of an AppleDouble file, as Finder puts in __MACOSX/.
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(16)
 
@@ -446,6 +455,46 @@ def _reject_cases() -> dict[str, tuple[Callable[[], bytes], str]]:
         "no_manifest.zip": (lambda: build_zip(p[1:]), NO_MANIFEST),
         "manifest_two_levels_down.zip": (lambda: build_zip(plugin("outer/inner/")), NO_MANIFEST),
         "two_top_folders.zip": (lambda: build_zip([*plugin("one/"), *plugin("two/")]), NO_MANIFEST),
+        "bytecode_pycache.zip": (
+            lambda: build_zip([*p, stored("__pycache__/main.cpython-311.pyc", PYC)]),
+            f"{BYTECODE}: '__pycache__/main.cpython-311.pyc'",
+        ),
+        "bytecode_pycache_top_folder.zip": (
+            lambda: build_zip([folder(TOP), *nested, stored(f"{TOP}/__pycache__/main.cpython-311.pyc", PYC)]),
+            f"{BYTECODE}: '{TOP}/__pycache__/main.cpython-311.pyc'",
+        ),
+        "bytecode_sourceless.zip": (
+            lambda: build_zip([*p, stored("lib/helper.pyc", PYC)]),
+            f"{BYTECODE}: 'lib/helper.pyc'",
+        ),
+        "bytecode_pyo.zip": (
+            lambda: build_zip([*p, stored("helper.pyo", PYC)]),
+            f"{BYTECODE}: 'helper.pyo'",
+        ),
+        "native_extension.zip": (
+            lambda: build_zip([*p, stored("fast.so", ELF)]),
+            f"{NATIVE}: 'fast.so'",
+        ),
+        "native_extension_tagged.zip": (
+            lambda: build_zip([*p, stored("lib/fast.cpython-311-x86_64-linux-gnu.so", ELF)]),
+            f"{NATIVE}: 'lib/fast.cpython-311-x86_64-linux-gnu.so'",
+        ),
+        "native_extension_pyd.zip": (
+            lambda: build_zip([*p, stored("fast.cp311-win_amd64.pyd", MZ)]),
+            f"{NATIVE}: 'fast.cp311-win_amd64.pyd'",
+        ),
+        "native_library_dll.zip": (
+            lambda: build_zip([*p, stored("lib/helper.dll", MZ)]),
+            f"{NATIVE}: 'lib/helper.dll'",
+        ),
+        "native_library_dylib.zip": (
+            lambda: build_zip([*p, stored("libhelper.dylib", ELF)]),
+            f"{NATIVE}: 'libhelper.dylib'",
+        ),
+        "pth_file.zip": (
+            lambda: build_zip([*p, stored("evil.pth", PTH)]),
+            "path configuration (.pth) files are not allowed: 'evil.pth'",
+        ),
         "stray_file.zip": (
             lambda: build_zip([folder(TOP), *nested, stored("README.txt", b"read me\n")]),
             f"entry outside the plugin's top folder '{TOP}/': 'README.txt'",
