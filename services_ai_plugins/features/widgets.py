@@ -48,6 +48,7 @@ class WidgetView(TypedDict):
     etag: str
     ok: bool
 
+
 HOOK = "dashboard_widget"
 RETRY_AFTER_FAILURE = 60
 RECENT_RESULTS = 50
@@ -105,7 +106,8 @@ class WidgetService:
         the dashboard polls this.
         """
         return [
-            cast(WidgetView, dict(zip(_READ_KEYS, _row_values(r), strict=True))) for r in self.db.read(self._read)
+            cast(WidgetView, dict(zip(_READ_KEYS, _row_values(r), strict=True)))
+            for r in self.db.read(self._read)
         ]
 
     _shown = and_(

@@ -127,6 +127,7 @@ class PluginRegistry:
                 existing = s.get(Plugin, plugin_id)
                 if existing is not None:
                     raise PluginExistsError(plugin_id, existing.version)
+                rows.check_distinct(s, manifest)
                 plugin = rows.new_plugin(manifest, source="archive")
                 s.add(plugin)
                 s.add(
@@ -445,6 +446,11 @@ class PluginRegistry:
             finally:
                 self.caller.executor.forget(plugin_id)
             with self.db.session() as s:
+                try:
+                    rows.check_distinct(s, ep.manifest)
+                except PluginStateError as exc:
+                    problems.append(f"entry point {ep.name}: {exc}")
+                    continue
                 plugin = rows.new_plugin(ep.manifest, source="entry_point")
                 s.add(plugin)
                 s.add(rows.new_version(ep.manifest, sha, actor, entry_point=ep.value))

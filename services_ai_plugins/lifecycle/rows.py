@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from schemas.manifest import Manifest, parse_manifest
+from schemas.manifest import Manifest, normalised_id, parse_manifest
 from services_ai_plugins.calling.loader import manifest_info
 from services_ai_plugins.calling.permissions import PERMISSION_DESCRIPTIONS
 from services_ai_plugins.errors import PluginNotFoundError, PluginStateError
@@ -31,6 +31,7 @@ from services_ai_plugins.lifecycle.views import PluginView, VersionView
 __all__ = [
     "audit",
     "bump",
+    "check_distinct",
     "current_version",
     "get_plugin",
     "manifest_of",
@@ -70,6 +71,22 @@ def manifest_of(s: Session, plugin: Plugin) -> Manifest:
 
 def stored_settings(plugin: Plugin) -> dict[str, StoredSetting]:
     return {r.name: StoredSetting(r.value, r.ciphertext) for r in plugin.settings}
+
+
+def _key(text: str) -> str:
+    return normalised_id("-".join(text.split()))
+
+
+def check_distinct(s: Session, manifest: Manifest) -> None:
+    """A new plugin must not read as an installed one: its id or name, normalised (case, width,
+    white space, ``-``/``_`` runs), is neither an installed plugin's id nor its name."""
+    mine = {_key(manifest.plugin_id), _key(manifest.name)}
+    for other_id, other_name in s.execute(select(Plugin.id, Plugin.name)):
+        if other_id != manifest.plugin_id and mine & {_key(other_id), _key(other_name)}:
+            raise PluginStateError(
+                manifest.plugin_id,
+                f"its id or name reads as the installed plugin {other_id}'s; choose another",
+            )
 
 
 def new_plugin(manifest: Manifest, source: str) -> Plugin:

@@ -196,9 +196,7 @@ class EventService:
         with self.db.session() as s:
             return [_dead_view(d) for d in s.scalars(stmt)]
 
-    def replay_dead(
-        self, ids: Iterable[int] | None, publish: Callable[[Any], str]
-    ) -> list[ReplayOutcome]:
+    def replay_dead(self, ids: Iterable[int] | None, publish: Callable[[Any], str]) -> list[ReplayOutcome]:
         """Publish dead letters again. Returns (id, new event id or None, error or None) each.
 
         A payload that still breaks the contract stays in the store, with the reason shown.
