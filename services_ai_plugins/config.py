@@ -102,7 +102,7 @@ class Config(BaseSettings):
     def broker_url(self) -> str:
         """``BROKER_URL``, else ``REDIS_URL``, else the embedded broker in the data folder (a
         SQLite file): never a server nobody named."""
-        return self.broker_url_env or self.redis_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        return self.broker_url_env or self.redis_url or f"sqlite:///{self.data_dir / 'broker.db'}"
 
     @property
     def embedded_broker(self) -> bool:

@@ -1,6 +1,6 @@
 """The pipeline's commands: publish, events, status, widgets, export, dlq, replay. The broker is
-Celery's in-process memory transport; the batch processor is called directly on what was
-published (the real worker is covered by tests/integration)."""
+the embedded one in the test's data folder; the batch processor is called directly on what was
+published (real workers are covered by tests/integration and tests/test_embedded_broker.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from kombu import Connection
 
 from services_ai_plugins.cli import cli
-from services_ai_plugins.config import reset_config
+from services_ai_plugins.config import get_config, reset_config
 from services_ai_plugins.host import Host
+from services_ai_plugins.infra.broker import connection
 from services_ai_plugins.pipeline.processor import Incoming
 from tests.helpers import SAMPLE_PLUGIN, SECRET_KEY
 
@@ -24,9 +24,7 @@ def env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> P
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SERVICES_AI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SERVICES_AI_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("BROKER_URL", "memory://")
     reset_config()
-    _drain()
     run("db", "upgrade")
     run("plugin", "install", str(SAMPLE_PLUGIN))
     for permission in ("lead_access", "booking_access", "dashboard_widget", "data_export"):
@@ -44,8 +42,9 @@ def run(*args: str, ok: bool = True, stdin: str | None = None) -> tuple[int, str
 
 
 def _drain() -> list[object]:
+    reset_config()
     bodies = []
-    with Connection("memory://") as conn:
+    with connection(get_config()) as conn:
         queue = conn.SimpleQueue("events")
         while True:
             try:
@@ -145,7 +144,9 @@ def test_status_json(env: Path) -> None:
     status = json.loads(run("status", "--json")[1])
     assert status["events"] == {"total": 3, "pending": 0, "done": 3, "failed": 0, "dead": 0}
     assert status["queues"] == {"events": 0, "widgets": 0, "exports": 0, "lifecycle": 0}
-    assert status["plugins"] == {"installed": 1, "enabled": 1}
+    assert status["plugins"] == {"installed": 1, "enabled": 1, "disabled": {}, "problems": {}}
+    assert status["broker"]["transport"] == "embedded"
+    assert status["broker"]["url"].endswith("/data/broker.db")
 
 
 def test_widgets_refresh_then_read(env: Path) -> None:
@@ -162,8 +163,8 @@ def test_widgets_refresh_then_read(env: Path) -> None:
     assert "Lead Insights" in run("widgets")[1]
     run("plugin", "revoke", "lead-insights", "dashboard_widget")
     code, _, err = run("widgets", "refresh", "lead-insights", ok=False)
-    assert code == 65
-    assert "has no widget to render" in err
+    assert code == 3  # the true reason, one line
+    assert err.strip() == "error: plugin lead-insights: is not granted dashboard_widget"
 
 
 def test_export_run_and_download(env: Path) -> None:

@@ -359,7 +359,9 @@ def test_upgrade_adding_a_required_setting_disables_until_set(host: Host, tmp_pa
 
 def test_an_id_that_reads_as_an_installed_plugins_is_refused(host: Host, tmp_path: Path) -> None:
     host.registry.install(write_plugin(tmp_path / "a", manifest_for("Lead Scorer"), LEAD_MAIN))
-    twin = write_plugin(tmp_path / "b", manifest_for("LEAD \u3000 \uff33corer", id="lead-scorer-2"), LEAD_MAIN)
+    twin = write_plugin(
+        tmp_path / "b", manifest_for("LEAD \u3000 \uff33corer", id="lead-scorer-2"), LEAD_MAIN
+    )
     with pytest.raises(PluginStateError, match="reads as the installed plugin lead-scorer's"):
         host.registry.install(twin)
     assert [p.id for p in host.registry.plugins()] == ["lead-scorer"]

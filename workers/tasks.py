@@ -28,9 +28,9 @@ from services_ai_plugins.infra.broker import (
     WIDGET_REFRESH_TASK,
     WIDGET_TICK_TASK,
 )
+from services_ai_plugins.infra.celery_internals import acknowledge_all
 from services_ai_plugins.pipeline.processor import ACK, REQUEUE, RETRY, Incoming
 from workers import state
-from workers.acks import acknowledge_all
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from services_ai_plugins.config import Config
 from services_ai_plugins.errors import ConfigError
+from services_ai_plugins.infra.celery_internals import EMBEDDED_TRANSPORT, REDIS_TRANSPORT
 
 EVENTS_QUEUE = "events"
 WIDGETS_QUEUE = "widgets"
@@ -44,16 +45,44 @@ def refuse_in_process_broker(config: Config, what: str) -> None:
         )
 
 
+def _is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://", "redis+socket://"))
+
+
 def broker_name(config: Config) -> dict[str, str]:
     """The broker in use, for ``status``: its URL (password masked) and its kind."""
     url = config.broker_url
-    return {"url": safe_url(url), "transport": url.split(":", 1)[0]}
+    kind = "embedded" if config.embedded_broker else url.split(":", 1)[0].split("+", 1)[0]
+    return {"url": safe_url(url), "transport": kind}
+
+
+def transport_class(config: Config) -> str | None:
+    """Our transport for the broker URL, where we have one (else kombu's own)."""
+    if config.embedded_broker:
+        return EMBEDDED_TRANSPORT
+    if _is_redis(config.broker_url):
+        return REDIS_TRANSPORT
+    return None
+
+
+def connection(config: Config) -> Connection:
+    """A kombu connection to the broker, with the project's transport and options."""
+    return Connection(  # type: ignore[no-untyped-call]
+        config.broker_url,
+        transport=transport_class(config),
+        transport_options=transport_options(config),
+        connect_timeout=3,
+    )
 
 
 def transport_options(config: Config) -> dict[str, Any]:
     url = config.broker_url
     options: dict[str, Any] = {}
-    if url.startswith(("redis://", "rediss://", "redis+socket://")):
+    if config.embedded_broker:
+        # Measured (docs/BENCHMARKS.md): a 20 ms poll keeps publish -> task p99 near 30 ms at
+        # about 5% of a core for an idle worker; 5 ms halves the latency for three times the CPU.
+        options.update(polling_interval=0.02, sweep_interval=5.0, busy_timeout=30.0)
+    if _is_redis(url):
         options.update(
             # Longer than the longest task, or a slow batch is delivered twice.
             visibility_timeout=config.visibility_timeout,
@@ -75,16 +104,13 @@ def transport_options(config: Config) -> dict[str, Any]:
     return options
 
 
-REDIS_TRANSPORT = "services_ai_plugins.infra.redis_transport:Transport"
-
-
 def celery_settings(config: Config) -> dict[str, Any]:
     """Settings common to every Celery app of the project (worker, beat, publisher)."""
-    redis = config.broker_url.startswith(("redis://", "rediss://"))
     return {
         "broker_url": config.broker_url,
-        # kombu's Redis transport, minus a client built per call (redis_transport.py).
-        "broker_transport": REDIS_TRANSPORT if redis else None,
+        # The embedded broker's crash-safe claims; kombu's Redis transport minus a client built
+        # per call (celery_internals.py).
+        "broker_transport": transport_class(config),
         "broker_transport_options": transport_options(config),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
@@ -112,16 +138,16 @@ def celery_settings(config: Config) -> dict[str, Any]:
 def queue_depths(config: Config, queues: tuple[str, ...] = QUEUES) -> dict[str, int | None]:
     """Messages waiting in each queue (``None`` where the broker cannot say)."""
     out: dict[str, int | None] = {}
-    with Connection(  # type: ignore[no-untyped-call]
-        config.broker_url, transport_options=transport_options(config), connect_timeout=3
-    ) as conn:
+    with connection(config) as conn:
         conn.ensure_connection(max_retries=1)
         channel = conn.default_channel
         for name in queues:
             try:
                 out[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
             except Exception:
-                out[name] = 0 if config.broker_url.startswith(("redis", "memory")) else None
+                out[name] = (
+                    0 if config.embedded_broker or config.broker_url.startswith(("redis", "memory")) else None
+                )
     return out
 
 

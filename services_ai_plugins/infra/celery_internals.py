@@ -1,0 +1,392 @@
+"""The one module that uses kombu's and celery-batches' private names.
+
+Everything here overrides or calls something those libraries do not promise to keep
+(underscore names, internal structures). ``tests/test_celery_internals.py`` checks that each
+name in :data:`PRIVATE_NAMES` still exists with the shape relied on, so an upgrade that moves
+one fails that test by name instead of misbehaving in production. The rest of the project uses
+only the public classes and functions below.
+
+- :class:`EmbeddedTransport`: the broker that lives in the data folder (kombu's SQLAlchemy
+  transport on a SQLite file), made safe against a consumer killed at any instant.
+- :class:`RedisTransport`: kombu's Redis transport with one client per channel.
+- :func:`acknowledge_all`: a batch's acknowledgements in one Redis round trip.
+"""
+
+# S608: the SQL below names kombu's own message table (a transport option of ours, never user
+# input); values always travel as bound parameters.
+# ruff: noqa: S608
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from json import loads
+from queue import Empty
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import sqlalchemy as kombu_sql
+from kombu.transport.virtual.base import QoS as VirtualQoS
+from kombu.utils.encoding import bytes_to_str
+from sqlalchemy import Engine, create_engine, event, text
+
+__all__ = [
+    "EMBEDDED_TRANSPORT",
+    "PRIVATE_NAMES",
+    "REDIS_TRANSPORT",
+    "EmbeddedTransport",
+    "RedisTransport",
+    "acknowledge_all",
+]
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_TRANSPORT = "services_ai_plugins.infra.celery_internals:EmbeddedTransport"
+REDIS_TRANSPORT = "services_ai_plugins.infra.celery_internals:RedisTransport"
+
+#: (object, attribute): every private name this module relies on.
+PRIVATE_NAMES: list[tuple[Any, str]] = [
+    (kombu_sql.Channel, "_engine_from_config"),
+    (kombu_sql.Channel, "_get"),
+    (kombu_sql.Channel, "_put"),
+    (kombu_sql.Channel, "_restore"),
+    (kombu_sql.Channel, "_size"),
+    (kombu_sql.Channel, "_get_or_create"),
+    (kombu_sql.Channel, "message_tablename"),
+    (kombu_sql, "metadata"),
+    (kombu_redis.Channel, "_create_client"),
+    (kombu_redis.QoS, "_remove_from_indices"),
+    (kombu_redis.QoS, "pipe_or_acquire"),
+]
+
+
+# -- the embedded broker ----------------------------------------------------------------------
+
+#: Transport options that are ours, not ``create_engine`` arguments (kombu passes every option
+#: it does not know to ``create_engine``).
+_OWN_OPTIONS = frozenset(
+    {
+        "polling_interval", "sweep_interval", "busy_timeout", "visibility_timeout",
+        "queue_tablename", "message_tablename", "callback", "errback", "max_retries",
+        "interval_start", "interval_step", "interval_max", "retry_errors", "body_encoding",
+    }
+)  # fmt: skip
+_HOST = socket.gethostname()
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (``/proc/PID/stat`` field 22), or ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return data.rsplit(b")", 1)[1].split()[19].decode()  # the name (field 2) may hold spaces
+
+
+_tokens: dict[int, str] = {}
+
+
+def _owner() -> str:
+    """Who holds a claim: host, pid and the pid's start time (a reused pid is not its owner)."""
+    pid = os.getpid()
+    token = _tokens.get(pid)
+    if token is None:
+        token = _tokens[pid] = f"{_HOST}:{pid}:{_start_time(pid) or '?'}"
+    return token
+
+
+def _alive(token: str) -> bool:
+    host, pid, started = token.rsplit(":", 2)
+    if host != _HOST:
+        return True  # another machine's: only its own sweep can tell
+    now = _start_time(int(pid))
+    return now is not None and started in ("?", now)
+
+
+class EmbeddedChannel(kombu_sql.Channel):
+    """kombu's SQLAlchemy channel, with claims that survive the consumer.
+
+    kombu marks a taken message invisible and never looks at it again, so a worker killed with
+    SIGKILL loses what it held; and it never deletes acknowledged rows. Here taking a message
+    also records who took it (``kombu_claim``), in the same transaction; acknowledging deletes
+    the row; a consumer's sweep (at start and every ``sweep_interval`` seconds) makes the
+    messages of claimants that no longer run visible again. Acknowledgements may arrive from
+    another thread (the prefork pool's result handler), so they are queued and applied by the
+    consuming thread: the SQLAlchemy session is never shared between threads. An empty poll
+    is a plain read unless another process committed since (SQLite's ``data_version``).
+    """
+
+    _last_sweep = 0.0
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        options = connection.client.transport_options
+        self.sweep_interval = float(options.get("sweep_interval", 5.0))
+        self._rows: dict[str, int] = {}  # delivery tag -> message row
+        self._queue_ids: dict[str, int] = {}
+        self._empty: dict[str, tuple[int, int, float]] = {}  # queue -> (connection, data_version, when)
+        self._pending: collections.deque[tuple[str, int]] = collections.deque()
+        self._lock = threading.RLock()
+
+    def _engine_from_config(self) -> Engine:
+        info = self.connection.client
+        options = {k: v for k, v in info.transport_options.items() if k not in _OWN_OPTIONS}
+        busy_ms = int(float(info.transport_options.get("busy_timeout", 30.0)) * 1000)
+        engine = create_engine(info.hostname, **options)
+        if engine.dialect.name == "sqlite":
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+        table = self.message_tablename
+        with engine.begin() as conn:
+            kombu_sql.metadata.create_all(conn)  # type: ignore[attr-defined]
+            conn.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS kombu_claim ("
+                    " message_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, claimed_at REAL NOT NULL)"
+                )
+            )
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_kombu_claim_owner ON kombu_claim (owner)"))
+            conn.execute(
+                text(f"CREATE INDEX IF NOT EXISTS ix_{table}_qvi ON {table} (queue_id, visible, id)")
+            )
+        return engine
+
+    def _queue_id(self, queue: str) -> int:
+        qid = self._queue_ids.get(queue)
+        if qid is None:
+            qid = self._queue_ids[queue] = int(self._get_or_create(queue).id)
+        return qid
+
+    def _get(self, queue: str, timeout: Any = None) -> Any:
+        with self._lock:
+            self._apply_pending()
+            now = time.time()
+            if now - self._last_sweep >= self.sweep_interval:
+                self._last_sweep = now
+                self.sweep()
+            qid = self._queue_id(queue)
+            s = self.session
+            table = self.message_tablename
+            conn = s.connection()
+            seen = (
+                id(conn.connection.dbapi_connection),
+                int(conn.exec_driver_sql("PRAGMA data_version").scalar()),
+            )
+            empty = self._empty.get(queue)
+            if empty is not None and empty[:2] == seen and now - empty[2] < 1.0:
+                s.commit()  # nothing was committed since this queue was found empty
+                raise Empty()
+            for _ in range(5):
+                row = s.execute(
+                    text(f"SELECT id FROM {table} WHERE queue_id=:q AND visible=1 ORDER BY id LIMIT 1"),
+                    {"q": qid},
+                ).first()
+                if row is None:
+                    s.commit()
+                    self._empty[queue] = (*seen, now)
+                    raise Empty()
+                try:
+                    s.execute(text("BEGIN IMMEDIATE"))
+                    taken = s.execute(
+                        text(f"UPDATE {table} SET visible=0 WHERE id=:id AND visible=1"), {"id": row.id}
+                    ).rowcount
+                    if taken != 1:  # another consumer took it first
+                        s.commit()
+                        continue
+                    s.execute(
+                        text(
+                            "INSERT OR REPLACE INTO kombu_claim (message_id, owner, claimed_at) VALUES (:id, :o, :t)"
+                        ),
+                        {"id": row.id, "o": _owner(), "t": now},
+                    )
+                    payload = s.execute(
+                        text(f"SELECT payload FROM {table} WHERE id=:id"), {"id": row.id}
+                    ).scalar_one()
+                    s.commit()
+                except Exception:
+                    s.rollback()
+                    raise
+                message = loads(bytes_to_str(payload))
+                tag = message.get("properties", {}).get("delivery_tag")
+                if tag is not None:
+                    self._rows[tag] = row.id
+                return message
+            raise Empty()
+
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        super()._put(queue, payload, **kwargs)
+        self._empty.clear()
+
+    def _apply_pending(self) -> None:
+        if not self._pending:
+            return
+        self._empty.clear()
+        ops = []
+        while self._pending:
+            ops.append(self._pending.popleft())
+        s = self.session
+        table = self.message_tablename
+        try:
+            s.execute(text("BEGIN IMMEDIATE"))
+            for op, rid in ops:
+                if op == "ack":
+                    s.execute(text(f"DELETE FROM {table} WHERE id=:id"), {"id": rid})
+                else:
+                    s.execute(text(f"UPDATE {table} SET visible=1 WHERE id=:id"), {"id": rid})
+                s.execute(text("DELETE FROM kombu_claim WHERE message_id=:id"), {"id": rid})
+            s.commit()
+        except Exception:
+            s.rollback()
+            self._pending.extendleft(reversed(ops))
+            raise
+
+    def sweep(self) -> int:
+        """Make the messages claimed by processes that no longer run visible again."""
+        s = self.session
+        owners = [r[0] for r in s.execute(text("SELECT DISTINCT owner FROM kombu_claim"))]
+        dead = [o for o in owners if o != _owner() and not _alive(o)]
+        if not dead:
+            s.commit()
+            return 0
+        keys = {f"o{i}": o for i, o in enumerate(dead)}
+        where = f"owner IN ({', '.join(':' + k for k in keys)})"
+        try:
+            s.execute(text("BEGIN IMMEDIATE"))
+            restored = int(
+                s.execute(
+                    text(
+                        f"UPDATE {self.message_tablename} SET visible=1 "
+                        f"WHERE id IN (SELECT message_id FROM kombu_claim WHERE {where})"
+                    ),
+                    keys,
+                ).rowcount
+            )
+            s.execute(text(f"DELETE FROM kombu_claim WHERE {where}"), keys)
+            s.commit()
+        except Exception:
+            s.rollback()
+            raise
+        self._empty.clear()
+        if restored:
+            log.warning("embedded broker: %d message(s) of a stopped worker queued again", restored)
+        return restored
+
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        rid = self._rows.pop(delivery_tag, None)
+        if rid is not None:
+            self._pending.append(("ack", rid))
+        super().basic_ack(delivery_tag, multiple)
+
+    def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if not requeue:
+            rid = self._rows.pop(delivery_tag, None)
+            if rid is not None:
+                self._pending.append(("ack", rid))
+        super().basic_reject(delivery_tag, requeue=requeue)
+
+    def _restore(self, message: Any) -> None:
+        rid = self._rows.pop(message.delivery_tag, None)
+        if rid is None:
+            super()._restore(message)
+            return
+        self._pending.append(("restore", rid))  # the same row, visible again (kombu copies it)
+
+    def close(self) -> None:
+        super().close()  # restores what it holds into the pending operations
+        try:
+            with self._lock:
+                self._apply_pending()
+        except Exception:
+            log.warning("embedded broker: could not settle on close; the sweep will", exc_info=True)
+
+    def _size(self, queue: str) -> int:
+        qid = self._queue_id(queue)
+        n = self.session.execute(
+            text(f"SELECT count(*) FROM {self.message_tablename} WHERE queue_id=:q AND visible=1"), {"q": qid}
+        ).scalar_one()
+        self.session.commit()
+        return int(n)
+
+
+class EmbeddedTransport(kombu_sql.Transport):
+    Channel = EmbeddedChannel
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+
+class RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, with one Redis client object per channel instead of one per call.
+
+    kombu builds a new ``redis.Redis`` for every publish, delivery record and acknowledgement;
+    with redis-py 5 and later each build copies a table of some 170 response callbacks.
+    Profiled, that was a tenth of the worker's consumer process and of the publisher
+    (docs/BENCHMARKS.md). A ``redis.Redis`` takes a connection from its pool for each command,
+    so one per channel serves every call the same way; it is rebuilt whenever the channel's
+    pool is (after a reconnect).
+    """
+
+    _sync_client: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        client = self._sync_client
+        if client is None or client.connection_pool is not self.pool:
+            client = self._sync_client = super()._create_client()
+        return client
+
+
+class RedisTransport(kombu_redis.Transport):
+    Channel = RedisChannel
+
+
+def acknowledge_all(requests: Sequence[Any]) -> None:
+    """Acknowledge Celery requests; on Redis, all in one pipeline when they share a channel.
+
+    kombu's Redis transport acknowledges a message with its own MULTI/EXEC (remove it from the
+    unacked hash and index): per message, a quarter of what the consumer process does. A batch
+    is acknowledged as a whole, so its removals go in one pipeline; the transport's own
+    bookkeeping then runs message by message, as in ``kombu.transport.redis.QoS.ack``. Any other
+    transport, or anything unexpected, takes the ordinary path, one message at a time.
+    """
+    pending = [r for r in requests if not r.acknowledged]
+    if not pending:
+        return
+    messages = [r.message for r in pending]
+    channel = messages[0].channel
+    qos = getattr(channel, "qos", None)
+    if (
+        len(pending) == 1
+        or not isinstance(qos, kombu_redis.QoS)
+        or any(m.channel is not channel or m.acknowledged for m in messages)
+    ):
+        for request in pending:
+            request.acknowledge()
+        return
+    try:
+        with qos.pipe_or_acquire() as pipe:
+            for message in messages:
+                qos._remove_from_indices(message.delivery_tag, pipe)
+            pipe.execute()
+    except Exception:
+        log.warning("bulk acknowledgement failed; acknowledging one by one", exc_info=True)
+        for request in pending:
+            request.acknowledge()
+        return
+    for request, message in zip(pending, messages, strict=True):
+        VirtualQoS.ack(qos, message.delivery_tag)  # frees the prefetch slot
+        message._state = "ACK"
+        request.acknowledged = True
