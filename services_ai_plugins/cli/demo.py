@@ -168,7 +168,6 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
 
     procs = _Processes(config.data_dir)
     try:
-        t_start = time.perf_counter()
         procs.start(
             "worker",
             "-c",
@@ -254,6 +253,7 @@ def _pipeline(host: Host, count: int, procs: _Processes, out: Console) -> dict[s
     )
     export_id = host.exports.create("leads", filters={"min_score": 55}, actor="demo")
     host.tasks.run_export(export_id)
+
     def finished() -> Any:
         job = host.exports.get(export_id)
         return job if job["status"] in ("done", "failed") else None
