@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from json import loads
+from json import dumps, loads
 from queue import Empty
 from typing import Any
 
@@ -79,13 +79,17 @@ _HOST = socket.gethostname()
 
 
 def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks (``/proc/PID/stat`` field 22), or ``None``."""
+    """The process's start time in clock ticks (``/proc/PID/stat`` field 22), or ``None`` if
+    it does not run (a zombie, dead but not yet reaped, does not)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
         return None
-    return data.rsplit(b")", 1)[1].split()[19].decode()  # the name (field 2) may hold spaces
+    fields = data.rsplit(b")", 1)[1].split()  # the name (field 2) may hold spaces
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return fields[19].decode()
 
 
 _tokens: dict[int, str] = {}
@@ -104,8 +108,22 @@ def _alive(token: str) -> bool:
     host, pid, started = token.rsplit(":", 2)
     if host != _HOST:
         return True  # another machine's: only its own sweep can tell
-    now = _start_time(int(pid))
-    return now is not None and started in ("?", now)
+    if started != "?":  # Linux: pid and start time, so a reused pid is not mistaken for it
+        return _start_time(int(pid)) == started
+    try:  # no /proc: the pid alone
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _redelivered(payload: str) -> str:
+    message = loads(payload)
+    message.setdefault("headers", {})["redelivered"] = True
+    message.setdefault("properties", {}).setdefault("delivery_info", {})["redelivered"] = True
+    return dumps(message)
 
 
 class EmbeddedChannel(kombu_sql.Channel):
@@ -243,8 +261,15 @@ class EmbeddedChannel(kombu_sql.Channel):
             for op, rid in ops:
                 if op == "ack":
                     s.execute(text(f"DELETE FROM {table} WHERE id=:id"), {"id": rid})
-                else:
-                    s.execute(text(f"UPDATE {table} SET visible=1 WHERE id=:id"), {"id": rid})
+                else:  # requeued (a pool process died, a warm shutdown): delivered before
+                    payload = s.execute(
+                        text(f"SELECT payload FROM {table} WHERE id=:id"), {"id": rid}
+                    ).scalar()
+                    if payload is not None:
+                        s.execute(
+                            text(f"UPDATE {table} SET visible=1, payload=:p WHERE id=:id"),
+                            {"p": _redelivered(payload), "id": rid},
+                        )
                 s.execute(text("DELETE FROM kombu_claim WHERE message_id=:id"), {"id": rid})
             s.commit()
         except Exception:
@@ -262,19 +287,25 @@ class EmbeddedChannel(kombu_sql.Channel):
             return 0
         keys = {f"o{i}": o for i, o in enumerate(dead)}
         where = f"owner IN ({', '.join(':' + k for k in keys)})"
+        table = self.message_tablename
         try:
             s.execute(text("BEGIN IMMEDIATE"))
-            restored = int(
+            held = s.execute(
+                text(
+                    f"SELECT id, payload FROM {table} WHERE id IN (SELECT message_id FROM kombu_claim WHERE {where})"
+                ),
+                keys,
+            ).all()
+            for rid, payload in held:
+                # Marked as delivered before, as kombu's Redis transport marks what it restores:
+                # the worker then looks up what was stored the first time.
                 s.execute(
-                    text(
-                        f"UPDATE {self.message_tablename} SET visible=1 "
-                        f"WHERE id IN (SELECT message_id FROM kombu_claim WHERE {where})"
-                    ),
-                    keys,
-                ).rowcount
-            )
+                    text(f"UPDATE {table} SET visible=1, payload=:p WHERE id=:id"),
+                    {"p": _redelivered(payload), "id": rid},
+                )
             s.execute(text(f"DELETE FROM kombu_claim WHERE {where}"), keys)
             s.commit()
+            restored = len(held)
         except Exception:
             s.rollback()
             raise
