@@ -141,3 +141,37 @@ def test_console_script_runs_as_installed(tmp_path: Path, sqlite_template: Path)
     assert done.returncode == 4
     assert done.stdout == ""
     assert done.stderr.strip() == "error: plugin nope: is not installed (see: services-ai plugin list)"
+
+
+@pytest.mark.parametrize(("command", "shows"), [("worker", "--concurrency"), ("beat", "--schedule")])
+def test_worker_and_beat_take_h_for_celerys_own_help(command: str, shows: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services_ai_plugins.cli", command, "-h"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert shows in done.stdout
+
+
+def test_event_types_are_taken_dotted_or_hyphenated(env: dict[str, str]) -> None:
+    run("db", "upgrade")
+    first = run("publish", "lead.created", "--data", '{"id": "L1"}')[1].strip()
+    second = run("publish", "lead-created", "--data", '{"id": "L2"}')[1].strip()
+    assert first != second
+    assert run("events", "list", "--type", "lead-created", "--json")[1].strip() == "[]"  # none taken yet
+    code, _, err = run("publish", "lead.deleted", "--data", "{}", ok=False)
+    assert code == 2  # a command typed wrong: click's usage error
+    assert "'lead.deleted' is not an event type" in err
+
+
+def test_revoking_an_undeclared_permission_says_so(env: dict[str, str]) -> None:
+    run("db", "upgrade")
+    run("plugin", "install", str(PLUGINS / "readme_style"))
+    code, _, err = run("plugin", "revoke", "readme-style", "booking_access", ok=False)
+    assert code == 3
+    assert err.startswith(
+        "error: plugin readme-style: booking_access cannot be revoked: its manifest does not declare it"
+    )

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from json import dumps, loads
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -33,6 +34,7 @@ from kombu.transport import sqlalchemy as kombu_sql
 from kombu.transport.virtual.base import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 
 __all__ = [
     "EMBEDDED_TRANSPORT",
@@ -155,7 +157,10 @@ class EmbeddedChannel(kombu_sql.Channel):
         info = self.connection.client
         options = {k: v for k, v in info.transport_options.items() if k not in _OWN_OPTIONS}
         busy_ms = int(float(info.transport_options.get("busy_timeout", 30.0)) * 1000)
-        engine = create_engine(info.hostname, **options)
+        url = make_url(info.hostname)
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # the data folder, on first use
+        engine = create_engine(url, **options)
         if engine.dialect.name == "sqlite":
 
             @event.listens_for(engine, "connect")

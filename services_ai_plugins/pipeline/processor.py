@@ -306,6 +306,8 @@ class EventProcessor:
                 work.append((target, calls))
                 owners.append(mine)
         outcomes = self.caller.call_many(hook, work, gate=self._gate, observe=self._observe)
+        for (target, _calls), got in zip(work, outcomes, strict=True):
+            self._log_failures(target, hook, got)
         made = 0
         last_attempt = self.config.event_max_attempts
         for (target, _calls), mine, got in zip(work, owners, outcomes, strict=True):
@@ -325,6 +327,26 @@ class EventProcessor:
                 e.rows.append(result_row(e.event.event_id, target, hook, outcome, attempt))
                 made += 1
         return made
+
+    @staticmethod
+    def _log_failures(target: Target, hook: str, outcomes: list[Outcome]) -> None:
+        """One line per plugin and batch for what failed (the first failure's frames with it):
+        the worker's log says what a plugin did without repeating it for every event."""
+        failed = [o for o in outcomes if o.status not in (SUCCESS, SKIPPED, RETRY)]
+        if not failed:
+            return
+        first = failed[0]
+        frames = "; ".join(f"{f} `{f.text}`" if f.text else str(f) for f in first.frames)
+        log.warning(
+            "plugin %s %s: %d of %d call(s) failed: %s: %s%s",
+            target.plugin_id,
+            hook,
+            len(failed),
+            len(outcomes),
+            first.status,
+            first.error,
+            f" [traceback: {frames}]" if frames else "",
+        )
 
     def _retry(self, batch: Sequence[Incoming], exc: BaseException, report: BatchReport) -> BatchReport:
         """The database is unreachable: try each message again later, with backoff."""
