@@ -92,7 +92,7 @@ def test_a_required_setting_cannot_be_emptied(host: Host, tmp_path: Path) -> Non
     _install_secret_plugin(host, tmp_path)
     manifest = manifest_for("Region", settings=[{"name": "region", "type": "text", "required": True}])
     host.registry.install(
-        write_plugin(tmp_path / "region", manifest, SECRET_PLUGIN.split("@hookimpl\ndef dash")[0])
+        write_plugin(tmp_path / "region", manifest, SECRET_PLUGIN.split("@hookimpl\ndef dash", maxsplit=1)[0])
     )
     with pytest.raises(SettingsError, match="setting region: is required"):
         host.registry.set_settings("region", {"region": "  "}, from_text=True)
