@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 from cryptography.fernet import Fernet
 
@@ -73,3 +76,14 @@ from services_ai_plugins import hookimpl
 def lead_created(lead, context):
     return {"status": "success", "lead": lead["id"], "settings": context["settings"]}
 """
+
+
+def zip_generator() -> ModuleType:
+    """``tests/data/zips/make_zips.py``, the generator of the accept/reject archive corpus."""
+    spec = importlib.util.spec_from_file_location("make_zips", DATA / "zips" / "make_zips.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_zips", module)
+    spec.loader.exec_module(module)
+    return module

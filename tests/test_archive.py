@@ -5,20 +5,17 @@ Damaged and random archives are fuzzed in ``test_archive_fuzz.py``.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import random
 import shutil
 import stat
-import sys
 import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -34,6 +31,7 @@ from services_ai_plugins.lifecycle.archive import (
 )
 from services_ai_plugins.lifecycle.archiverules import is_within, target_path
 from services_ai_plugins.lifecycle.packaging import package_dir
+from tests.helpers import zip_generator
 
 CORPUS = Path(__file__).parent / "data" / "zips"
 REJECT = CORPUS / "reject"
@@ -45,18 +43,7 @@ ACCEPT_FILES = sorted(p.name for p in ACCEPT.glob("*.zip"))
 CAUGHT_WHILE_EXTRACTING = {"forged_size.zip", "forged_size_short.zip", "bad_crc.zip"}
 PLUGIN_FILES = {"manifest.json", "__init__.py", "main.py"}
 
-
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_zips", CORPUS / "make_zips.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_zips", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+gen = zip_generator()
 
 
 # -- helpers ----------------------------------------------------------------------------------

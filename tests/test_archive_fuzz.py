@@ -9,7 +9,6 @@ target folder.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import stat
@@ -18,7 +17,6 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -27,22 +25,12 @@ from hypothesis import strategies as st
 from services_ai_plugins.errors import ArchiveError
 from services_ai_plugins.lifecycle.archive import Member, extract_zip, inspect_zip
 from services_ai_plugins.lifecycle.archiverules import is_within
+from tests.helpers import zip_generator
 
 CORPUS = Path(__file__).parent / "data" / "zips"
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_zips", CORPUS / "make_zips.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_zips", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+gen = zip_generator()
 
 
 # -- watching every write ---------------------------------------------------------------------

@@ -3,11 +3,8 @@ upgrade, before anything is stored."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from sqlalchemy import func, select
@@ -15,23 +12,13 @@ from sqlalchemy import func, select
 from services_ai_plugins.errors import ArchiveError
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import Plugin, PluginVersion
+from tests.helpers import zip_generator
 
 CORPUS = Path(__file__).parent / "data" / "zips"
 EXPECTED: dict[str, str] = json.loads((CORPUS / "reject" / "expected.json").read_text(encoding="ascii"))
 RUNNABLE = sorted(n for n in EXPECTED if n.startswith(("bytecode_", "native_", "pth_")))
 
-
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_zips", CORPUS / "make_zips.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_zips", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+gen = zip_generator()
 
 
 def _counts(host: Host) -> tuple[int, int]:
