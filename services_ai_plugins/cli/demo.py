@@ -76,6 +76,12 @@ class _Processes:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append((name, proc))
 
+    def log(self, name: str) -> str:
+        try:
+            return (self.folder / f"{name}.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def check(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None:
@@ -175,13 +181,20 @@ def run(count: int = 40, console: Console | None = None) -> dict[str, Any]:
             "-Q",
             ",".join(QUEUES),
             "-l",
-            "WARNING",
+            "INFO",  # the pool processes say when they are ready
             "--without-mingle",
             "--without-gossip",
         )
         procs.start("beat", "-l", "WARNING", "-s", str(config.data_dir / "celerybeat-schedule"))
+        t = time.perf_counter()
+        _until(
+            "the worker to start",
+            lambda: True if procs.log("worker").count("pool process") >= 2 else None,
+            procs,
+        )
         out.print(
-            f"4. processes     started `services-ai worker` and `services-ai beat` (logs in {config.data_dir})",
+            f"4. processes     started `services-ai worker` (ready in {_ms(time.perf_counter() - t)}) and "
+            f"`services-ai beat`; logs in {config.data_dir}",
             highlight=False,
         )
         figures.update(_pipeline(host, count, procs, out))
@@ -229,8 +242,8 @@ def _pipeline(host: Host, count: int, procs: _Processes, out: Console) -> dict[s
     results = [r for v in views for r in v.get("results", [])]
     failures = sum(1 for r in results if r["status"] != "success")
     out.print(
-        f"6. processed     {len(views)}/{len(ids)} events by the worker, {_ms(drain_s)} after the first publish "
-        f"(its start-up included): {len(results)} plugin calls, {failures} failed"
+        f"6. processed     {len(views)}/{len(ids)} events by the worker, {_ms(drain_s)} after the first publish: "
+        f"{len(results)} plugin calls, {failures} failed"
     )
     table = Table(title="what the plugin returned (the first events of each type)", title_justify="left")
     for col in ("event", "type", "plugin", "status", "result"):
