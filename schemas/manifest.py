@@ -71,10 +71,13 @@ PERMISSION_NAMES: tuple[str, ...] = (
     "booking_access",
     "dashboard_widget",
     "data_export",
+    "network",
     "read_leads",
     "read_bookings",
     "create_bookings",
 )
+#: A host a plugin with ``network`` says it calls: a DNS name or an IPv4 address, an optional port.
+HOST_RE = re.compile(r"^(?=.{1,253}(?::\d{1,5})?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::\d{1,5})?$")
 SETTING_TYPES = ("text", "number", "checkbox", "select", "textarea", "password")
 SettingType = Literal["text", "number", "checkbox", "select", "textarea", "password"]
 
@@ -177,11 +180,29 @@ class PermissionSpec(_Strict):
 
     name: Annotated[StrictStr, WithJsonSchema({"enum": list(PERMISSION_NAMES)})]
     description: Annotated[StrictStr, Field(max_length=500)] = ""
+    #: ``network`` only: the hosts the plugin calls (shown to the administrator who grants it).
+    hosts: Annotated[list[Annotated[StrictStr, Field(max_length=260)]], Field(max_length=50)] = Field(
+        default_factory=list
+    )
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
         return _one_of(v, PERMISSION_NAMES, "permission")
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for host in v:
+            if not HOST_RE.match(host):
+                raise ValueError(f"{host[:60]!r} is not a host name (example.com, api.example.com:443)")
+        return v
+
+    @model_validator(mode="after")
+    def _hosts_are_for_network(self) -> PermissionSpec:
+        if self.hosts and self.name != "network":
+            raise ValueError("hosts: only the network permission lists hosts")
+        return self
 
 
 def _option_value(v: Any) -> Any:

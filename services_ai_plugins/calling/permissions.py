@@ -45,6 +45,7 @@ PERMISSION_DESCRIPTIONS: dict[str, str] = {
     "booking_access": "Receive booking events and booking data",
     "dashboard_widget": "Show a widget on the dashboard",
     "data_export": "Contribute rows to data exports",
+    "network": "Connect to other services over the network",
     "read_leads": "Receive lead events and lead data (alias of lead_access)",
     "read_bookings": "Receive booking events and booking data (alias of booking_access)",
     "create_bookings": "Create bookings on the platform",

@@ -221,6 +221,7 @@ def plugin_view(s: Session, plugin: Plugin, detail: bool = False) -> PluginView:
     if not detail:
         return view
     view.settings = display_values(manifest, stored_settings(plugin))
+    hosts = {p.name: list(p.hosts) for p in manifest.permissions}
     view.permission_details = [
         {
             "name": p.name,
@@ -228,6 +229,7 @@ def plugin_view(s: Session, plugin: Plugin, detail: bool = False) -> PluginView:
             "granted": p.granted,
             "changed_at": p.changed_at.isoformat(),
             "changed_by": p.changed_by,
+            "hosts": hosts.get(p.name, []),
         }
         for p in plugin.permissions
     ]
