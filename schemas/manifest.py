@@ -77,7 +77,9 @@ PERMISSION_NAMES: tuple[str, ...] = (
     "create_bookings",
 )
 #: A host a plugin with ``network`` says it calls: a DNS name or an IPv4 address, an optional port.
-HOST_RE = re.compile(r"^(?=.{1,253}(?::\d{1,5})?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::\d{1,5})?$")
+HOST_RE = re.compile(
+    r"^(?=.{1,253}(?::\d{1,5})?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::\d{1,5})?$"
+)
 SETTING_TYPES = ("text", "number", "checkbox", "select", "textarea", "password")
 SettingType = Literal["text", "number", "checkbox", "select", "textarea", "password"]
 
