@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,23 @@ class Config(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None,
         description="SERVICES_AI_SECRET_KEY: Fernet key(s), comma-separated, newest first.",
+    )
+    plugin_isolation: Literal["process", "inline"] = Field(
+        default="process",
+        description="SERVICES_AI_PLUGIN_ISOLATION: process (each plugin in a sandbox) or inline.",
+    )
+    sandbox_memory_mb: int = Field(default=512, ge=64, le=65536, description="Memory (MB) of one sandbox.")
+    sandbox_cpu_seconds: int = Field(
+        default=600, ge=10, description="CPU seconds one sandbox may use in all."
+    )
+    sandbox_max_files: int = Field(
+        default=64, ge=16, le=65536, description="Files one sandbox may hold open."
+    )
+    sandbox_max_processes: int = Field(
+        default=0, ge=0, le=4096, description="New processes or threads a sandbox may start (0: none)."
+    )
+    quarantine_threshold: int = Field(
+        default=5, ge=1, le=1000, description="Sandbox deaths in a row after which a plugin is disabled."
     )
     plugin_time_limit: float = Field(
         default=5.0, gt=0, le=3600, description="Seconds one plugin call may take."

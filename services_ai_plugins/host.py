@@ -67,8 +67,31 @@ class Host:
 
     @functools.cached_property
     def executor(self) -> Executor:
-        """Where plugin code runs (built on first use: readers never need one)."""
-        return self._executor or InlineExecutor(import_time_limit=self.config.plugin_import_time_limit)
+        """Where plugin code runs (built on first use: readers never need one): a sandbox
+        process per plugin (``process``, the default), or this process (``inline``)."""
+        if self._executor is not None:
+            return self._executor
+        config = self.config
+        if config.plugin_isolation == "inline":
+            return InlineExecutor(import_time_limit=config.plugin_import_time_limit)
+        from services_ai_plugins.calling.sandbox.process import ProcessExecutor
+        from services_ai_plugins.calling.sandbox.protections import Limits
+
+        limits = Limits(
+            memory_mb=config.sandbox_memory_mb,
+            cpu_seconds=config.sandbox_cpu_seconds,
+            max_files=config.sandbox_max_files,
+            max_processes=config.sandbox_max_processes,
+        )
+        return ProcessExecutor(
+            config.data_dir / "sandboxes",
+            limits,
+            config.plugin_import_time_limit,
+            on_crash=lambda plugin_id, reason: self.registry.record_crash(
+                plugin_id, reason, config.quarantine_threshold
+            ),
+            on_recover=lambda plugin_id: self.registry.clear_problem(plugin_id, "crash"),
+        )
 
     @functools.cached_property
     def caller(self) -> HookCaller:
@@ -109,7 +132,14 @@ class Host:
         return StatusService(self.config, self.db, self.events, self.widgets, self._protections)
 
     def _protections(self) -> dict[str, Any]:
-        return self.executor.protections()
+        """How plugin code is isolated here (without starting an executor just to ask)."""
+        if self._executor is not None or "executor" in self.__dict__:
+            return self.executor.protections()
+        if self.config.plugin_isolation == "inline":
+            return InlineExecutor().protections()
+        from services_ai_plugins.calling.sandbox.protections import probe
+
+        return probe()
 
     @functools.cached_property
     def backfill(self) -> Backfill:

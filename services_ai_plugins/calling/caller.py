@@ -145,6 +145,7 @@ class HookCaller:
                         target.settings,
                         policy.time_limit,
                         network="network" in target.granted,
+                        max_bytes=policy.max_bytes,
                     )
                 )
                 order.append(i)

@@ -124,6 +124,8 @@ class Job:
     time_limit: float
     #: The plugin holds the ``network`` permission.
     network: bool = False
+    #: Largest reply of one call the policy keeps (a sandbox sending more is stopped).
+    max_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True)

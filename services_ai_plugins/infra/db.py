@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,10 @@ def normalise_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # The file holds every lead's data and the secrets' ciphertexts: the host's user alone.
+    for _seq, name, path in cur.execute("PRAGMA database_list").fetchall():
+        if name == "main" and path and os.path.exists(path):
+            os.chmod(path, 0o600)
     # WAL lets readers (the dashboard) run beside a writing worker; the busy timeout makes
     # concurrent writers wait instead of failing.
     cur.execute("PRAGMA journal_mode=WAL")

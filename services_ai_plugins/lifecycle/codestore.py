@@ -98,12 +98,23 @@ class CodeStore:
 
     def staging(self) -> Path:
         folder = self.root / ".staging"
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            # Sandboxes (users of their own) may enter these folders to read their code, but
+            # list nothing; the data folder's other files (the databases) are the host's alone.
+            for path in (self.config.data_dir, self.root, folder):
+                os.chmod(path, 0o711)  # noqa: S103
         return folder
 
     def extract(self, data: bytes) -> Path:
-        """Extract an archive into a fresh staging folder (removed by the caller)."""
-        return archive.extract_zip(data, self.staging(), self.limits)
+        """Extract an archive into a fresh staging folder, read-only (the caller discards it)."""
+        root = archive.extract_zip(data, self.staging(), self.limits)
+        _read_only(root)
+        return root
+
+    def discard(self, folder: Path) -> None:
+        """Remove a staging folder."""
+        _remove(folder)
 
     def keep(self, sha256: str, staged: Path) -> None:
         """Keep a validated extraction as the cache entry for its archive (a copy: the staged
@@ -113,7 +124,7 @@ class CodeStore:
             return
         fresh = Path(tempfile.mkdtemp(dir=self.staging(), prefix=".cache-"))
         try:
-            shutil.copytree(staged, fresh, dirs_exist_ok=True)
+            shutil.copytree(staged, fresh, dirs_exist_ok=True, copy_function=shutil.copy)
             _read_only(fresh)
             os.rename(fresh, target)
         except OSError:

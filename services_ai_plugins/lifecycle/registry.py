@@ -244,13 +244,16 @@ class PluginRegistry:
             rows.bump(s)
             return ChangeReport(rows.plugin_view(s, plugin), warnings)
 
-    def disable(self, plugin_id: str, actor: str | None = None, reason: str | None = None) -> ChangeReport:
-        """Disable; the plugin's ``plugin_disabled`` hook failing never blocks this."""
+    def disable(
+        self, plugin_id: str, actor: str | None = None, reason: str | None = None, call_hook: bool = True
+    ) -> ChangeReport:
+        """Disable; the plugin's ``plugin_disabled`` hook failing never blocks this (and it is not
+        called at all for a plugin the host quarantines)."""
         with self.db.session() as s:
             plugin = rows.get_plugin(s, plugin_id, lock=True)
             if not plugin.enabled:
                 return ChangeReport(rows.plugin_view(s, plugin), ["already disabled"])
-            warnings = self._best_effort_hook(s, plugin, "plugin_disabled", actor)
+            warnings = self._best_effort_hook(s, plugin, "plugin_disabled", actor) if call_hook else []
             plugin.enabled = False
             plugin.disabled_reason = reason
             rows.audit(s, actor, "disable", plugin_id, reason=reason)
@@ -485,6 +488,38 @@ class PluginRegistry:
                 row.count = row.count + 1 if row.reason == reason else 1
                 row.reason = reason
                 row.last_seen = now
+
+    def record_crash(self, plugin_id: str, reason: str, threshold: int) -> bool:
+        """A plugin's sandbox (or the process running it) died under a call. Past ``threshold``
+        deaths in a row it is quarantined: disabled, with the reason shown. True if it was."""
+        with self.db.session() as s:
+            if s.get(Plugin, plugin_id) is None:
+                return False
+            row = s.get(PluginProblem, (plugin_id, "crash"))
+            now = utcnow()
+            if row is None:
+                row = PluginProblem(plugin_id=plugin_id, kind="crash", reason=reason, count=0, first_seen=now)
+                s.add(row)
+            row.count += 1
+            row.reason = reason
+            row.last_seen = now
+            count = row.count
+        if count < threshold:
+            return False
+        self.disable(
+            plugin_id,
+            actor="host",
+            reason=f"quarantined: its sandbox died {count} times in a row (last: {reason}); fix it, then enable it",
+            call_hook=False,
+        )
+        log.error("plugin %s quarantined after %d sandbox deaths in a row", plugin_id, count)
+        return True
+
+    def clear_problem(self, plugin_id: str, kind: str) -> None:
+        with self.db.session() as s:
+            s.execute(
+                delete(PluginProblem).where(PluginProblem.plugin_id == plugin_id, PluginProblem.kind == kind)
+            )
 
     def _target_for(
         self,

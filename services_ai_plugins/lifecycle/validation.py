@@ -9,7 +9,6 @@ app).
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,4 +90,4 @@ def candidate(
     finally:
         if plugin_id is not None:  # whatever ran from the staging folder goes with it
             executor.forget(plugin_id)
-        shutil.rmtree(root, ignore_errors=True)
+        codes.discard(root)

@@ -1,0 +1,1 @@
+"""The sandbox executor: each plugin in a process of its own (the default isolation)."""
