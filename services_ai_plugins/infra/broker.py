@@ -15,7 +15,6 @@ from kombu.utils.url import maybe_sanitize_url
 
 from services_ai_plugins.config import Config
 from services_ai_plugins.errors import ConfigError
-from services_ai_plugins.infra.celery_internals import EMBEDDED_TRANSPORT, REDIS_TRANSPORT
 
 EVENTS_QUEUE = "events"
 WIDGETS_QUEUE = "widgets"
@@ -28,6 +27,11 @@ WIDGET_TICK_TASK = "services_ai.widgets.tick"
 WIDGET_REFRESH_TASK = "services_ai.widgets.refresh"
 EXPORT_TASK = "services_ai.exports.run"
 REPLAY_TASK = "services_ai.events.replay"
+
+
+# Named, not imported: the publisher must not load the transports' dependencies (SQLAlchemy).
+EMBEDDED_TRANSPORT = "services_ai_plugins.infra.celery_internals:EmbeddedTransport"
+REDIS_TRANSPORT = "services_ai_plugins.infra.celery_internals:RedisTransport"
 
 
 def safe_url(url: str) -> str:
