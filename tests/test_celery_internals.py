@@ -119,3 +119,14 @@ def test_the_consumer_and_the_processor_agree_on_requeue() -> None:
     from services_ai_plugins.pipeline import processor
 
     assert celery_internals.REQUEUE == processor.REQUEUE
+
+
+def test_the_check_finds_a_private_use(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from celery_batches import Batches\nfrom kombu.transport import redis\n\n"
+        "class Mine(Batches):\n    def flush(self):\n        return self._buffer, self.mine\n\n"
+        "def f(qos):\n    return redis._private_thing\n",
+        encoding="utf-8",
+    )
+    assert _private_uses(sample) == ["Mine: self._buffer", "redis._private_thing"]
