@@ -23,7 +23,16 @@ from sqlalchemy import func, select
 
 from services_ai_plugins.infra.broker import EVENTS_QUEUE
 from services_ai_plugins.infra.models import HookResult
-from tests.integration import COUNTER, Deployment, MakePlugin, Worker, calls, lead, wait_for
+from tests.integration import (
+    COUNTER_PERMISSIONS,
+    Deployment,
+    MakePlugin,
+    Worker,
+    call_log,
+    calls,
+    lead,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +90,10 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_repeats_no_committed_c
     event committed before the kill was called exactly once per plugin: the redelivered
     messages found their stored results. Only events without committed results at the kill
     may have been called twice (their batch died before committing)."""
-    logs = {"slow-counter": tmp_path / "slow-counter.calls", "fast-counter": tmp_path / "fast-counter.calls"}
+    logs = {"slow-counter": call_log("slow-counter"), "fast-counter": call_log("fast-counter")}
     plugins = {
         deployment.install(
-            make_plugin(pid, COUNTER.format(log=str(log), sleep=sleep)), grants=("lead_access",)
+            make_plugin(pid, log.source(sleep), permissions=COUNTER_PERMISSIONS), grants=COUNTER_PERMISSIONS
         )
         for (pid, log), sleep in zip(logs.items(), (0.005, 0), strict=True)
     }

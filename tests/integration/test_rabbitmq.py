@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import SAMPLE_PLUGIN
-from tests.integration import COUNTER, HOOK_OF, Deployment, MakePlugin, calls, lead, mixed_events, wait_for
+from tests.integration import (
+    COUNTER_PERMISSIONS,
+    HOOK_OF,
+    Deployment,
+    MakePlugin,
+    call_log,
+    calls,
+    lead,
+    mixed_events,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +59,9 @@ def test_sigkill_loses_nothing_on_rabbitmq(
     runs: every event ends ``done`` with one result, and the events committed before the kill
     are not called again."""
     deployment = rabbit_deployment
-    log = tmp_path / "counter.calls"
+    log = call_log("counter")
     counter = deployment.install(
-        make_plugin("counter", COUNTER.format(log=str(log), sleep=0.005)), grants=("lead_access",)
+        make_plugin("counter", log.source(0.005), permissions=COUNTER_PERMISSIONS), grants=COUNTER_PERMISSIONS
     )
     ids = deployment.publish_all(lead(i) for i in range(KILL_EVENTS))
     first = deployment.start_worker("doomed", wait=False)

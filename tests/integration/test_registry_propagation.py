@@ -10,7 +10,9 @@ from tests.integration import Deployment, MakePlugin, Worker, lead
 
 pytestmark = pytest.mark.integration
 
-# Says which host called it: each worker has a data folder of its own.
+# Says which host called it: each worker has a data folder of its own. A sandboxed plugin sees
+# nothing of its host (that is the point), so these workers run plugins in process: what this
+# test proves is about the registry, not about isolation.
 WHOAMI = """
 import os
 
@@ -22,7 +24,10 @@ def lead_created(lead, context):
 """
 
 PROPAGATION_BOUND = 5.0  # seconds; the poll interval is 0.2 s
-BATCH = {"SERVICES_AI_BATCH_SIZE": "5"}  # small batches, so both workers get some
+BATCH = {
+    "SERVICES_AI_BATCH_SIZE": "5",
+    "SERVICES_AI_PLUGIN_ISOLATION": "inline",
+}  # small batches, both get some
 
 
 def _hosts(deployment: Deployment, plugin_id: str, event_ids: list[str]) -> set[str]:

@@ -50,9 +50,10 @@ __all__ = ["ProcessExecutor"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds a sandbox is given beyond a call's own limit before it is stopped (its own interval
-#: timer answers first in the ordinary case; this is for code that defeats it).
-GRACE = 0.25
+#: Seconds a sandbox is given beyond a call's own limit before it is stopped: its own interval
+#: timer answers first in the ordinary case (stored as a timeout, the sandbox kept); this is for
+#: code that defeats it, and room for a busy machine to schedule the sandbox.
+GRACE = 1.0
 #: Seconds a sandbox may take to start (interpreter and host code), before the import limit.
 START_ALLOWANCE = 20.0
 MAX_FRAME_OVERHEAD = 64 * 1024
@@ -374,6 +375,9 @@ class ProcessExecutor:
             run.out = b""
             return
         run.out = run.out[sent:]
+        if not run.out:  # every call is on its way: each call's clock starts now
+            now = time.monotonic()
+            run.last, run.deadline = now, now + run.job.time_limit + GRACE
         fd = stdin.fileno()
         try:
             if run.out:
@@ -403,6 +407,11 @@ class ProcessExecutor:
             return
         try:
             frames = run.reader.feed(data)
+        except protocol.TooLarge as exc:
+            reason = f"returned about {exc.size} bytes of JSON; the limit is {run.job.max_bytes}"
+            run.replies.append(Reply(ERROR, reason=reason, duration_ms=self._ms(run)))
+            self._finish(run, sel, restart=True)
+            return
         except protocol.FrameError as exc:
             run.replies.append(
                 Reply(ERROR, reason=f"its sandbox broke the protocol: {exc}", duration_ms=self._ms(run))

@@ -11,7 +11,7 @@ import json
 import struct
 from typing import Any
 
-__all__ = ["HEADER", "FrameError", "FrameReader", "decode", "dumps", "encode"]
+__all__ = ["HEADER", "FrameError", "FrameReader", "TooLarge", "decode", "dumps", "encode"]
 
 HEADER = struct.Struct(">I")
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
@@ -19,6 +19,13 @@ _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=
 
 class FrameError(ValueError):
     """A frame that breaks the protocol (too large, not JSON, not an object)."""
+
+
+class TooLarge(FrameError):
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"a reply of {size} bytes; the limit is {limit}")
 
 
 def _no_constant(name: str) -> Any:
@@ -72,7 +79,7 @@ class FrameReader:
         while len(self._buffer) >= HEADER.size:
             (size,) = HEADER.unpack_from(self._buffer)
             if size > self.max_bytes:
-                raise FrameError(f"a reply of {size} bytes; the limit is {self.max_bytes}")
+                raise TooLarge(size, self.max_bytes)
             end = HEADER.size + size
             if len(self._buffer) < end:
                 break
