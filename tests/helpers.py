@@ -29,6 +29,9 @@ def make_config(data_dir: Path, database_url: str, **fields: object) -> Config:
         "data_dir": data_dir,
         "secret_key": SECRET_KEY,
         "registry_poll_seconds": 1e-6,
+        # Plugins called in process: the sandbox executor has tests of its own, and the
+        # integration tests run real workers in the default, sandboxed mode.
+        "plugin_isolation": "inline",
     }
     values.update(fields)
     return Config(DATABASE_URL=database_url, **values)  # type: ignore[arg-type]

@@ -43,8 +43,8 @@ from services_ai_plugins.calling.executor import (
 from services_ai_plugins.calling.inline import secret_values
 from services_ai_plugins.calling.loader import manifest_info
 from services_ai_plugins.calling.sandbox import protocol
-from services_ai_plugins.calling.sandbox.protections import Limits, probe, sandbox_uid
-from services_ai_plugins.errors import PluginLoadError
+from services_ai_plugins.calling.sandbox.protections import Limits, can_switch_users, probe, sandbox_uid
+from services_ai_plugins.errors import PluginLoadError, one_line
 
 __all__ = ["ProcessExecutor"]
 
@@ -150,16 +150,30 @@ class ProcessExecutor:
     def _start(
         self, code: PluginCode, settings: Mapping[str, Any], network: bool, import_limit: float
     ) -> _Sandbox:
-        """A fresh sandbox with the plugin's code loaded; raises PluginLoadError."""
+        """A fresh sandbox with the plugin's code loaded; raises PluginLoadError (and only that:
+        whatever goes wrong starting one fails that plugin's calls, never the batch)."""
+        try:
+            return self._spawn(code, settings, network, import_limit)
+        except PluginLoadError:
+            raise
+        except Exception as exc:
+            log.exception("the sandbox of plugin %s could not be started", code.plugin_id)
+            raise PluginLoadError(
+                code.plugin_id, f"its sandbox could not be started: {one_line(exc, 300)}"
+            ) from None
+
+    def _spawn(
+        self, code: PluginCode, settings: Mapping[str, Any], network: bool, import_limit: float
+    ) -> _Sandbox:
         root = self.work_dir
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o711)  # noqa: S103 - sandboxes may enter it, not list it
         folder = Path(tempfile.mkdtemp(dir=root, prefix=f"{code.plugin_id}."))
-        if os.geteuid() == 0:
+        if can_switch_users():
             uid = sandbox_uid(code.plugin_id)
             os.chown(folder, uid, uid)
         log_file = (folder / "sandbox.log").open("ab")
-        if os.geteuid() == 0:
+        if can_switch_users():
             os.chown(folder / "sandbox.log", sandbox_uid(code.plugin_id), sandbox_uid(code.plugin_id))
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(folder), "TMPDIR": str(folder)}
         proc = subprocess.Popen(

@@ -36,7 +36,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Limits", "apply", "probe", "sandbox_uid"]
+__all__ = ["Limits", "apply", "can_switch_users", "probe", "sandbox_uid"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
@@ -65,6 +65,20 @@ class Limits:
     max_file_mb: int = 64
     #: New processes or threads it may start (0: none).
     max_processes: int = 0
+
+
+@functools.cache
+def can_switch_users() -> bool:
+    """Running as root with every uid at hand (not a root mapped alone in a user namespace)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as fh:
+            ranges = [tuple(int(x) for x in line.split()) for line in fh if line.strip()]
+    except (OSError, ValueError):
+        return True  # no user namespaces here: root is root
+    want = UID_BASE + UID_SPAN
+    return any(inside == 0 and count >= want for inside, _outside, count in ranges)
 
 
 def sandbox_uid(plugin_id: str) -> int:
@@ -205,7 +219,7 @@ def apply(
     """Protect this (sandbox) process; returns what is in force, in words, and where the
     plugin's code is now (it may have been bound elsewhere for the sandbox's user to read)."""
     active = ["separate process", "clean environment"]
-    if os.geteuid() == 0:  # a user of its own follows: it must still reach Python and the code
+    if can_switch_users():  # a user of its own follows: it must still reach Python and the code
         moved = _private_view([*sys.path, *([code_root] if code_root else [])])
         if moved is not None:
             active.append("private /tmp and working folder (mount namespace)")
@@ -225,7 +239,7 @@ def apply(
         f"resource limits ({limits.memory_mb} MB memory, {limits.cpu_seconds} s CPU, {limits.max_files} files, "
         f"{limits.max_processes} new processes)"
     )
-    if os.geteuid() == 0:
+    if can_switch_users():
         uid = sandbox_uid(plugin_id)
         os.setgroups([])
         os.setgid(uid)
