@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from services_ai_plugins.calling.caller import HookCaller
 from services_ai_plugins.calling.executor import Executor
 from services_ai_plugins.calling.inline import InlineExecutor
+from services_ai_plugins.calling.marker import RunningMarker, dead_markers
 from services_ai_plugins.config import Config, get_config
 from services_ai_plugins.features.exports import ExportService
 from services_ai_plugins.features.status import StatusService
@@ -73,7 +74,7 @@ class Host:
             return self._executor
         config = self.config
         if config.plugin_isolation == "inline":
-            return InlineExecutor(import_time_limit=config.plugin_import_time_limit)
+            return InlineExecutor(config.plugin_import_time_limit, RunningMarker(config.data_dir / "running"))
         from services_ai_plugins.calling.sandbox.process import ProcessExecutor
         from services_ai_plugins.calling.sandbox.protections import Limits
 
@@ -130,6 +131,19 @@ class Host:
     @functools.cached_property
     def status(self) -> StatusService:
         return StatusService(self.config, self.db, self.events, self.widgets, self._protections)
+
+    def count_killed_processes(self) -> list[str]:
+        """Count against its plugin the death of each process of this host that was killed
+        while running one (a worker's pool process killed at its hard time limit, say); the
+        plugins charged."""
+        charged = dead_markers(self.config.data_dir / "running")
+        for plugin_id in charged:
+            self.registry.record_crash(
+                plugin_id,
+                "the worker process running it was killed (a hard time limit, or out of memory)",
+                self.config.quarantine_threshold,
+            )
+        return charged
 
     def _protections(self) -> dict[str, Any]:
         """How plugin code is isolated here (without starting an executor just to ask)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, signals
@@ -42,6 +43,7 @@ def make_app(config: Config | None = None) -> Celery:
 
 
 app = make_app()
+log = logging.getLogger("services_ai.worker")
 
 
 @signals.worker_process_init.connect
@@ -57,3 +59,23 @@ def _fresh_state_after_fork(**_: Any) -> None:
 @signals.beat_init.connect
 def _data_dir_for_beat(**_: Any) -> None:
     get_config().data_dir.mkdir(parents=True, exist_ok=True)
+
+
+@signals.worker_ready.connect
+def _say_how_plugins_are_isolated(**_: Any) -> None:
+    """The worker's start line says how plugin code runs here (and, inline, that it is trusted)."""
+    config = get_config()
+    if config.plugin_isolation == "inline":
+        log.warning(
+            "plugin isolation: inline (SERVICES_AI_PLUGIN_ISOLATION=inline): plugin code runs in this "
+            "worker's own processes, with everything they hold; only for plugins you trust that far"
+        )
+        return
+    from services_ai_plugins.calling.sandbox.protections import probe
+
+    found = probe()
+    log.info(
+        "plugin isolation: process (a sandbox per plugin); active: %s; not active: %s",
+        ", ".join(found["active"]),
+        ", ".join(found["inactive"]) or "-",
+    )

@@ -32,6 +32,8 @@ def warm_up() -> None:
     reports the error there)."""
     try:
         host = get()
+        for plugin_id in host.count_killed_processes():
+            log.error("plugin %s was running when a worker process was killed; counted against it", plugin_id)
         host.runtime.refresh(force=True)
         with host.processor.store.connection() as conn:
             conn.exec_driver_sql("SELECT 1")

@@ -26,6 +26,7 @@ from services_ai_plugins.calling.executor import (
 )
 from services_ai_plugins.calling.invocation import Invoker, inspect_loaded
 from services_ai_plugins.calling.loader import LoadedPlugin, PluginLoader, entry_point_object
+from services_ai_plugins.calling.marker import RunningMarker
 from services_ai_plugins.errors import PluginLoadError, ServicesAIError, one_line
 
 __all__ = ["InlineExecutor", "load_code", "secret_values"]
@@ -75,8 +76,10 @@ class InlineExecutor:
 
     mode = "inline"
 
-    def __init__(self, import_time_limit: float = 10.0) -> None:
+    def __init__(self, import_time_limit: float = 10.0, marker: RunningMarker | None = None) -> None:
         self.import_time_limit = import_time_limit
+        #: Says which plugin runs, in a record that survives this process being killed under it.
+        self.marker = marker
         self._plugins: dict[str, _Loaded] = {}
 
     def inspect(self, code: PluginCode, time_limit: float) -> Inspection:
@@ -128,11 +131,17 @@ class InlineExecutor:
                 out.append([Reply(ERROR, reason=invoker)] * len(job.calls))
                 continue
             replies: list[Reply] = []
-            for call in job.calls:
-                reply = invoker.call(job.hook, call, job.time_limit)
-                replies.append(reply)
-                if reply.status in (TIMEOUT, CRASHED):
-                    break
+            if self.marker is not None:
+                self.marker.running(job.code.plugin_id)
+            try:
+                for call in job.calls:
+                    reply = invoker.call(job.hook, call, job.time_limit)
+                    replies.append(reply)
+                    if reply.status in (TIMEOUT, CRASHED):
+                        break
+            finally:
+                if self.marker is not None:
+                    self.marker.running(None)
             out.append(replies)
         return out
 

@@ -146,7 +146,9 @@ class PluginRuntime:
         before = self.snapshot.plugins
         for plugin_id, was in before.items():
             now = snap.plugins.get(plugin_id)
-            if now is None or now.code != was.code or now.settings != was.settings:
+            # New settings or grants reach the loaded code (or running sandbox) with the next
+            # call; other code, or a plugin gone, is dropped now.
+            if now is None or now.code != was.code:
                 self.executor.forget(plugin_id)
         for plugin_id, target in snap.plugins.items():
             earlier = before.get(plugin_id)
