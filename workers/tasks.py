@@ -25,7 +25,7 @@ from services_ai_plugins.infra.broker import (
     WIDGET_REFRESH_TASK,
     WIDGET_TICK_TASK,
 )
-from services_ai_plugins.infra.celery_internals import EventBatches, slim_request
+from services_ai_plugins.infra.internals.batches import EventBatches, slim_request
 from services_ai_plugins.pipeline.processor import ACK, REQUEUE, RETRY, Incoming
 from workers import state
 from workers.celery_app import app

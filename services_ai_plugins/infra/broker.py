@@ -30,8 +30,8 @@ REPLAY_TASK = "services_ai.events.replay"
 
 
 # Named, not imported: the publisher must not load the transports' dependencies (SQLAlchemy).
-EMBEDDED_TRANSPORT = "services_ai_plugins.infra.celery_internals:EmbeddedTransport"
-REDIS_TRANSPORT = "services_ai_plugins.infra.celery_internals:RedisTransport"
+EMBEDDED_TRANSPORT = "services_ai_plugins.infra.internals.embedded:Transport"
+REDIS_TRANSPORT = "services_ai_plugins.infra.internals.redis:Transport"
 
 
 def safe_url(url: str) -> str:
@@ -113,7 +113,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
     return {
         "broker_url": config.broker_url,
         # The embedded broker's crash-safe claims; kombu's Redis transport minus a client built
-        # per call (celery_internals.py).
+        # per call (internals/).
         "broker_transport": transport_class(config),
         "broker_transport_options": transport_options(config),
         "broker_connection_retry_on_startup": True,

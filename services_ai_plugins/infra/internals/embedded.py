@@ -1,18 +1,5 @@
-"""The one module that uses kombu's and celery-batches' private names.
-
-Everything here overrides or calls something those libraries do not promise to keep
-(underscore names, internal structures). ``tests/test_celery_internals.py`` checks that each
-name in :data:`PRIVATE_NAMES` still exists with the shape relied on, so an upgrade that moves
-one fails that test by name instead of misbehaving in production. The rest of the project uses
-only the public classes and functions below.
-
-- :class:`EmbeddedTransport`: the broker that lives in the data folder (kombu's SQLAlchemy
-  transport on a SQLite file), made safe against a consumer killed at any instant.
-- :class:`RedisTransport`: kombu's Redis transport with one client per channel.
-- :func:`acknowledge_all`: a batch's acknowledgements in one Redis round trip.
-- :class:`EventBatches`: the batching consumer of the events task (celery-batches, group
-  commit).
-"""
+"""The embedded broker: kombu's SQLAlchemy transport on a SQLite file in the data folder, made
+safe against a worker killed at any instant (see :class:`Channel`)."""
 
 # S608: the SQL below names kombu's own message table (a transport option of ours, never user
 # input); values always travel as bound parameters.
@@ -25,37 +12,22 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Collection, Sequence
+import warnings
 from json import dumps, loads
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from celery.concurrency.solo import TaskPool as SoloPool
-from celery_batches import Batches
-from celery_batches.trace import apply_batches_task
-from kombu.transport import redis as kombu_redis
 from kombu.transport import sqlalchemy as kombu_sql
-from kombu.transport.virtual.base import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-__all__ = [
-    "PRIVATE_NAMES",
-    "REQUEUE",
-    "EmbeddedTransport",
-    "EventBatches",
-    "RedisTransport",
-    "acknowledge_all",
-    "slim_request",
-]
+__all__ = ["PRIVATE_NAMES", "Channel", "Transport"]
 
 log = logging.getLogger(__name__)
-
-#: The event task's action for a message to deliver again (``pipeline.processor.REQUEUE``).
-REQUEUE = "requeue"
-
+# kombu's models use a loader strategy SQLAlchemy 2.1 deprecates; nothing here relies on it.
+warnings.filterwarnings("ignore", message=".*noload.*", module="sqlalchemy")
 
 #: (object, attribute): every private name this module relies on.
 PRIVATE_NAMES: list[tuple[Any, str]] = [
@@ -66,18 +38,9 @@ PRIVATE_NAMES: list[tuple[Any, str]] = [
     (kombu_sql.Channel, "_size"),
     (kombu_sql.Channel, "_get_or_create"),
     (kombu_sql.Channel, "_configure_entity_tablenames"),
-    (Batches, "_buffer"),
-    (Batches, "_do_flush"),
-    (Batches, "_pool"),
-    (Batches, "Strategy"),
     (kombu_sql, "metadata"),
-    (kombu_redis.Channel, "_create_client"),
-    (kombu_redis.QoS, "_remove_from_indices"),
-    (kombu_redis.QoS, "pipe_or_acquire"),
 ]
 
-
-# -- the embedded broker ----------------------------------------------------------------------
 
 #: Transport options that are ours, not ``create_engine`` arguments (kombu passes every option
 #: it does not know to ``create_engine``).
@@ -139,7 +102,7 @@ def _redelivered(payload: str) -> str:
     return dumps(message)
 
 
-class EmbeddedChannel(kombu_sql.Channel):
+class Channel(kombu_sql.Channel):
     """kombu's SQLAlchemy channel, with claims that survive the consumer.
 
     kombu marks a taken message invisible and never looks at it again, so a worker killed with
@@ -367,167 +330,5 @@ class EmbeddedChannel(kombu_sql.Channel):
         return int(n)
 
 
-class EmbeddedTransport(kombu_sql.Transport):
-    Channel = EmbeddedChannel
-
-
-# -- Redis ------------------------------------------------------------------------------------
-
-
-class RedisChannel(kombu_redis.Channel):
-    """kombu's Redis channel, with one Redis client object per channel instead of one per call.
-
-    kombu builds a new ``redis.Redis`` for every publish, delivery record and acknowledgement;
-    with redis-py 5 and later each build copies a table of some 170 response callbacks.
-    Profiled, that was a tenth of the worker's consumer process and of the publisher
-    (docs/BENCHMARKS.md). A ``redis.Redis`` takes a connection from its pool for each command,
-    so one per channel serves every call the same way; it is rebuilt whenever the channel's
-    pool is (after a reconnect).
-    """
-
-    _sync_client: Any = None
-
-    def _create_client(self, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            return super()._create_client(asynchronous=True)
-        client = self._sync_client
-        if client is None or client.connection_pool is not self.pool:
-            client = self._sync_client = super()._create_client()
-        return client
-
-
-class RedisTransport(kombu_redis.Transport):
-    Channel = RedisChannel
-
-
-def acknowledge_all(requests: Sequence[Any]) -> None:
-    """Acknowledge Celery requests; on Redis, all in one pipeline when they share a channel.
-
-    kombu's Redis transport acknowledges a message with its own MULTI/EXEC (remove it from the
-    unacked hash and index): per message, a quarter of what the consumer process does. A batch
-    is acknowledged as a whole, so its removals go in one pipeline; the transport's own
-    bookkeeping then runs message by message, as in ``kombu.transport.redis.QoS.ack``. Any other
-    transport, or anything unexpected, takes the ordinary path, one message at a time.
-    """
-    pending = [r for r in requests if not r.acknowledged]
-    if not pending:
-        return
-    messages = [r.message for r in pending]
-    channel = messages[0].channel
-    qos = getattr(channel, "qos", None)
-    if (
-        len(pending) == 1
-        or not isinstance(qos, kombu_redis.QoS)
-        or any(m.channel is not channel or m.acknowledged for m in messages)
-    ):
-        for request in pending:
-            request.acknowledge()
-        return
-    try:
-        with qos.pipe_or_acquire() as pipe:
-            for message in messages:
-                qos._remove_from_indices(message.delivery_tag, pipe)
-            pipe.execute()
-    except Exception:
-        log.warning("bulk acknowledgement failed; acknowledging one by one", exc_info=True)
-        for request in pending:
-            request.acknowledge()
-        return
-    for request, message in zip(pending, messages, strict=True):
-        VirtualQoS.ack(qos, message.delivery_tag)  # frees the prefetch slot
-        message._state = "ACK"
-        request.acknowledged = True
-
-
-# -- the batching consumer -------------------------------------------------------------------
-
-
-class EventBatches(Batches):
-    """Batches sized by the load, acknowledged message by message.
-
-    celery-batches flushes a batch when it is full or when its interval runs out. Here, while
-    no batch is running, what has arrived is handed over at once: at low load an event does not
-    wait for the interval (low latency). While a batch runs, messages pile up and go together
-    when it finishes, so batches grow exactly when their fixed cost (a transaction, a commit)
-    needs sharing (group commit). Another pool process takes a batch only when one is full
-    (slow plugins still get every pool process). Measured: 1.5x the throughput of a fixed
-    interval, and of handing a part batch to a second pool process after the interval, at
-    the same or lower latency (docs/BENCHMARKS.md). The interval still wakes delayed (retried)
-    messages. Messages are acknowledged, retried or requeued one by one, as the task decides,
-    and all requeued if the pool process running the batch dies.
-    """
-
-    _in_flight = 0
-    _slots = 0
-
-    def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:
-        handler = super().Strategy(task, app, consumer)
-        pool = consumer.pool
-        # The solo pool runs a batch inline, blocking the consumer: there, batches must fill.
-        self._slots = 0 if isinstance(pool, SoloPool) else int(pool.num_processes or 1)
-
-        def on_message(*args: Any, **kwargs: Any) -> None:
-            handler(*args, **kwargs)
-            if self._slots and self._in_flight == 0 and not self._buffer.empty():
-                self._do_flush()
-
-        return on_message
-
-    def _do_flush(self) -> None:
-        # While a batch runs, a part batch waits for it (then goes with what piled up); a full
-        # batch goes to another pool process if one is free.
-        if (
-            self._slots
-            and self._in_flight
-            and not (self._buffer.qsize() >= self.flush_every and self._in_flight < self._slots)
-        ):
-            return
-        super()._do_flush()
-
-    def _finished(self) -> None:
-        self._in_flight -= 1
-        if self._slots and not self._buffer.empty():
-            self._do_flush()
-
-    def flush(self, requests: Collection[Any]) -> Any:
-        requests = list(requests)
-        # Only what the task reads crosses to the pool process (not whole SimpleRequests with
-        # every header): less pickling in the consumer, which is the busiest process.
-        simple = ([slim_request(r) for r in requests],)
-        settled = False
-
-        def settle(actions: list[str] | None) -> None:
-            nonlocal settled
-            if settled:  # a hard time limit can report twice
-                return
-            settled = True
-            if not isinstance(actions, list) or len(actions) != len(requests):
-                # The batch crashed before deciding, or its pool process died: nothing was
-                # committed for the messages not yet settled, so they are delivered again.
-                actions = [REQUEUE] * len(requests)
-            acked = []
-            for req, action in zip(requests, actions, strict=True):
-                if action == REQUEUE:
-                    req.reject(requeue=True)
-                else:
-                    acked.append(req)
-            acknowledge_all(acked)
-            self._finished()
-
-        def on_error(*_: Any) -> None:  # the pool process died (or hit the hard time limit)
-            if not settled:
-                log.error("a worker process died during a batch of %d; requeueing it", len(requests))
-            settle(None)
-
-        self._in_flight += 1
-        return self._pool.apply_async(
-            apply_batches_task, (self, simple, 0, None), callback=settle, error_callback=on_error
-        )
-
-
-def slim_request(request: Any) -> tuple[Any, int, bool]:
-    """What the event task reads of a Celery request: the body, the attempt, redelivered."""
-    args, kwargs = request.args, request.kwargs
-    body = args[0] if args else kwargs.get("event")
-    redelivered = bool((request.delivery_info or {}).get("redelivered"))
-    return body, int(kwargs.get("attempt", 1) or 1), redelivered
+class Transport(kombu_sql.Transport):
+    Channel = Channel

@@ -1,5 +1,5 @@
 """Every private name of kombu and celery-batches the project relies on is fenced in
-``services_ai_plugins.infra.celery_internals`` and still exists with the shape used: an upgrade
+``services_ai_plugins.infra.internals`` (the fence) and still exists with the shape used: an upgrade
 that moves one fails here, by name, instead of misbehaving in production."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from kombu.utils.imports import symbol_by_name
 
-from services_ai_plugins.infra import broker, celery_internals
-from services_ai_plugins.infra.celery_internals import PRIVATE_NAMES
+from services_ai_plugins.infra import broker
+from services_ai_plugins.infra.internals import batches, embedded, redis
 
-PACKAGE = Path(celery_internals.__file__).resolve().parents[1]
+PRIVATE_NAMES = [*embedded.PRIVATE_NAMES, *redis.PRIVATE_NAMES, *batches.PRIVATE_NAMES]
+FENCE = Path(embedded.__file__).resolve().parent
+PACKAGE = FENCE.parents[1]
 LIBRARIES = ("kombu", "celery_batches")
 
 
@@ -26,7 +28,7 @@ def test_each_private_name_still_exists(owner: object, name: str) -> None:
     init = getattr(owner, "__init__", None)
     set_in_init = inspect.isfunction(init) and f"self.{name}" in inspect.getsource(init)
     assert hasattr(owner, name) or set_in_init, (
-        f"{owner!r} has no {name} any more: see services_ai_plugins/infra/celery_internals.py"
+        f"{owner!r} has no {name} any more: see services_ai_plugins/infra/internals/"
     )
 
 
@@ -46,8 +48,8 @@ def test_overridden_methods_keep_their_signatures() -> None:
 
 
 def test_the_transport_names_resolve_to_the_fenced_classes() -> None:
-    assert symbol_by_name(broker.EMBEDDED_TRANSPORT) is celery_internals.EmbeddedTransport
-    assert symbol_by_name(broker.REDIS_TRANSPORT) is celery_internals.RedisTransport
+    assert symbol_by_name(broker.EMBEDDED_TRANSPORT) is embedded.Transport
+    assert symbol_by_name(broker.REDIS_TRANSPORT) is redis.Transport
 
 
 def _private_uses(path: Path) -> list[str]:
@@ -107,7 +109,7 @@ def _private_uses(path: Path) -> list[str]:
 def test_no_other_module_uses_their_private_names() -> None:
     offenders = {}
     for path in sorted([*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "workers").rglob("*.py")]):
-        if path.name == "celery_internals.py":
+        if FENCE in path.parents:
             continue
         uses = _private_uses(path)
         if uses:
@@ -118,7 +120,7 @@ def test_no_other_module_uses_their_private_names() -> None:
 def test_the_consumer_and_the_processor_agree_on_requeue() -> None:
     from services_ai_plugins.pipeline import processor
 
-    assert celery_internals.REQUEUE == processor.REQUEUE
+    assert batches.REQUEUE == processor.REQUEUE
 
 
 def test_the_check_finds_a_private_use(tmp_path: Path) -> None:
