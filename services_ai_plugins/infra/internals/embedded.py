@@ -27,7 +27,7 @@ __all__ = ["PRIVATE_NAMES", "Channel", "Transport"]
 
 log = logging.getLogger(__name__)
 # kombu's models use a loader strategy SQLAlchemy 2.1 deprecates; nothing here relies on it.
-warnings.filterwarnings("ignore", message=".*noload.*", module="sqlalchemy")
+warnings.filterwarnings("ignore", message=".*``noload`` loader strategy is deprecated")
 
 #: (object, attribute): every private name this module relies on.
 PRIVATE_NAMES: list[tuple[Any, str]] = [
