@@ -73,6 +73,7 @@ class Bench:
     batch_size: int = 50
     batch_interval: float = 0.005
     concurrency: int = 1  # pool processes per prefork worker
+    isolation: str = "process"  # how workers run plugin code (SERVICES_AI_PLUGIN_ISOLATION)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sai-bench-")))
     secret_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
 
@@ -95,6 +96,7 @@ class Bench:
             SERVICES_AI_BATCH_SIZE=str(self.batch_size),
             SERVICES_AI_BATCH_INTERVAL=str(self.batch_interval),
             SERVICES_AI_REGISTRY_POLL_SECONDS="1",
+            SERVICES_AI_PLUGIN_ISOLATION=self.isolation,
         )
         env.pop("BROKER_URL", None)
         env.update(extra)
@@ -107,6 +109,7 @@ class Bench:
             data_dir=self.workdir / "data",
             secret_key=self.secret_key,
             plugin_time_limit=self.time_limit,
+            plugin_isolation=self.isolation,
         )  # type: ignore[call-arg]
 
     # -- state --------------------------------------------------------------------------------

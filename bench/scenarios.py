@@ -94,9 +94,22 @@ def install_plugins(bench: Bench, host: Host, count: int, sleeper: bool = False)
 
 
 def throughput(
-    bench: Bench, n: int, plugins: int, workers: int, pool: str, sleeper: bool = False
+    bench: Bench,
+    n: int,
+    plugins: int,
+    workers: int,
+    pool: str,
+    sleeper: bool = False,
+    isolation: str | None = None,
 ) -> dict[str, float]:
-    """Pre-load ``n`` events, then drain them with real workers; every result committed."""
+    """Pre-load ``n`` events, then drain them with real workers; every result committed.
+    ``isolation`` overrides the bench's (``process`` or ``inline``) for this run."""
+    if isolation is not None and isolation != bench.isolation:
+        saved, bench.isolation = bench.isolation, isolation
+        try:
+            return throughput(bench, n, plugins, workers, pool, sleeper)
+        finally:
+            bench.isolation = saved
     host = bench.reset()
     install_plugins(bench, host, plugins, sleeper)
     publisher = Publisher(bench.config())
@@ -213,22 +226,30 @@ def dashboard(bench: Bench, plugins: int, seconds: float) -> dict[str, float]:
 
 
 def memory(bench: Bench, plugins: int) -> dict[str, float]:
-    """Resident memory of a worker process once it has loaded ``plugins`` plugins."""
+    """Resident memory of a worker process once it has called ``plugins`` plugins, and of the
+    sandbox processes it started for them (none inline)."""
     host = bench.reset()
     install_plugins(bench, host, plugins)
     host.close()
     # One event through the worker's processor: every plugin is called, so its code is loaded.
     code = (
-        "import workers; from workers import state; from services_ai_plugins.pipeline.processor import Incoming;"
+        "import os, workers; from workers import state; from services_ai_plugins.pipeline.processor import Incoming;"
         "h = state.get(); h.processor.process([Incoming({'type': 'lead.created', 'data': {'id': 'm'}})]);"
-        "print(len(h.runtime.plugins), open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
+        "rss = lambda pid: int(open(f'/proc/{pid}/status').read().split('VmRSS:')[1].split()[0]);"
+        "kids = [int(p) for t in os.listdir('/proc/self/task') for p in open(f'/proc/self/task/{t}/children').read().split()];"
+        "print(len(h.runtime.plugins), rss('self'), sum(rss(k) for k in kids), len(kids))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=bench.env(), cwd=REPO, capture_output=True, text=True, check=True
     )
-    loaded, rss = out.stdout.split()
+    loaded, rss, sandboxes_rss, sandboxes = out.stdout.split()
     assert int(loaded) == plugins, out.stdout
-    return {"plugins": float(plugins), "rss_mb": int(rss) / 1024}
+    return {
+        "plugins": float(plugins),
+        "rss_mb": int(rss) / 1024,
+        "sandboxes": float(sandboxes),
+        "sandboxes_rss_mb": int(sandboxes_rss) / 1024,
+    }
 
 
 def install_time(bench: Bench, repeats: int) -> dict[str, float]:
