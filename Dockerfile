@@ -31,9 +31,11 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml alone: this (slow) layer is rebuilt only when the
 # dependencies change, not on every source edit.
 COPY pyproject.toml ./
+COPY scripts/build-constraints.txt scripts/
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
+    && pip install --upgrade pip \
+    && pip install --build-constraint scripts/build-constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # Then the project itself (setuptools needs the sources and the README to build it). No dev extras.
@@ -42,7 +44,7 @@ COPY schemas/ schemas/
 COPY services_ai_plugins/ services_ai_plugins/
 COPY workers/ workers/
 COPY sample_plugin/ sample_plugin/
-RUN pip install . \
+RUN pip install --build-constraint scripts/build-constraints.txt . \
     && rm -rf build ./*.egg-info
 
 USER 10001:10001

@@ -383,23 +383,29 @@ def test_the_image_does_not_run_as_root(dockerfile: list[tuple[str, str]]) -> No
 
 
 def test_dockerignore_keeps_local_state_out_and_the_sources_in(dockerfile: list[tuple[str, str]]) -> None:
+    # Docker's rule: the last pattern that matches decides; "!pattern" re-includes.
     patterns = [
         line.strip()
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.strip().startswith(("#", "!"))
+        if line.strip() and not line.strip().startswith("#")
     ]
 
     def ignored(path: str) -> bool:
         parts = path.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        verdict = False
         for raw in patterns:
-            pattern = raw.strip("/")
+            keep = raw.startswith("!")
+            pattern = raw.lstrip("!").strip("/")
             candidates = [pattern]
             if pattern.startswith("**/"):
                 candidates += [pattern[3:], "*/" + pattern[3:]]
-            if any(fnmatch.fnmatchcase(p, c) for p in prefixes for c in candidates):
-                return True
-        return False
+            if keep:
+                if any(fnmatch.fnmatchcase(path, c) for c in candidates):
+                    verdict = False
+            elif any(fnmatch.fnmatchcase(p, c) for p in prefixes for c in candidates):
+                verdict = True
+        return verdict
 
     for path in (
         ".venv",
@@ -409,6 +415,7 @@ def test_dockerignore_keeps_local_state_out_and_the_sources_in(dockerfile: list[
         "tests",
         ".pytest_cache",
         "services_ai_plugins/__pycache__",
+        "scripts/setup",
     ):
         assert ignored(path), f"{path} would be sent to the build"
     for instr, rest in dockerfile:
