@@ -104,6 +104,25 @@ class Config(BaseSettings):
         default=20 * 1024 * 1024, ge=1024, description="Largest plugin ZIP accepted."
     )
 
+    web_host: str = Field(default="127.0.0.1", description="Address `services-ai web` listens on.")
+    web_port: int = Field(default=8000, ge=1, le=65535, description="Port `services-ai web` listens on.")
+    web_workers: int = Field(default=1, ge=1, le=64, description="Web server processes.")
+    web_session_key: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies; set the same on every web host (default: a key file in the data folder).",
+    )
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long a login lasts.")
+    web_secure_cookies: bool = Field(
+        default=True, description="Session cookies only over HTTPS (browsers exempt localhost)."
+    )
+    web_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body, uploads aside (they get max_archive_bytes)."
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="Failed logins of one name (x4 of one address) before a pause."
+    )
+    login_window_seconds: int = Field(default=900, ge=10, description="The window, and the pause, of that limit.")
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

@@ -8,7 +8,10 @@ from __future__ import annotations
 from schemas.errors import ContractError, FieldError
 
 __all__ = [
+    "AccessDeniedError",
+    "AlreadyExistsError",
     "ArchiveError",
+    "AuthenticationError",
     "BrokerUnavailableError",
     "ConfigError",
     "EventError",
@@ -22,6 +25,7 @@ __all__ = [
     "PluginLoadError",
     "PluginNotFoundError",
     "PluginStateError",
+    "RateLimitedError",
     "SecretKeyError",
     "ServicesAIError",
     "SettingsError",
@@ -153,6 +157,36 @@ class NotFoundError(ServicesAIError):
         self.kind = kind
         self.key = key
         super().__init__(f"{kind} {key} {reason}")
+
+
+class AlreadyExistsError(ServicesAIError):
+    """A record with this name exists already (a user, say)."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key} exists already")
+
+
+class AuthenticationError(ServicesAIError):
+    """No credentials, or wrong ones. The words never say which part was wrong."""
+
+
+class AccessDeniedError(ServicesAIError):
+    """The caller is known but may not do this (a token without the scope, a viewer)."""
+
+    def __init__(self, needed: str, held: str) -> None:
+        self.needed = needed
+        self.held = held
+        super().__init__(f"this needs {needed}; the credentials used have {held}")
+
+
+class RateLimitedError(ServicesAIError):
+    """Too many failed attempts; try again after ``retry_after`` seconds."""
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many failed {what}; try again in {retry_after} s")
 
 
 class TransientError(ServicesAIError):

@@ -15,6 +15,7 @@ from services_ai_plugins.calling.executor import Executor
 from services_ai_plugins.calling.inline import InlineExecutor
 from services_ai_plugins.calling.marker import RunningMarker, dead_markers
 from services_ai_plugins.config import Config, get_config
+from services_ai_plugins.features.accounts import AccountService
 from services_ai_plugins.features.exports import ExportService
 from services_ai_plugins.features.status import StatusService
 from services_ai_plugins.features.widgets import WidgetService
@@ -44,13 +45,16 @@ class Host:
         db: Database | None = None,
         executor: Executor | None = None,
         tasks: str = "celery",
+        sandboxed: bool = False,
     ) -> None:
         """``tasks``: ``celery`` sends queued work to the workers; ``inline`` runs it at once,
-        in this process (tests, one-process tools)."""
+        in this process (tests, one-process tools). ``sandboxed``: plugin code runs in sandbox
+        processes whatever ``plugin_isolation`` says (the web app never loads it)."""
         self.config = config or get_config()
         self._db = db
         self._executor = executor
         self._tasks = tasks
+        self._sandboxed = sandboxed
 
     # -- foundations ------------------------------------------------------------------------
 
@@ -73,7 +77,7 @@ class Host:
         if self._executor is not None:
             return self._executor
         config = self.config
-        if config.plugin_isolation == "inline":
+        if config.plugin_isolation == "inline" and not self._sandboxed:
             return InlineExecutor(config.plugin_import_time_limit, RunningMarker(config.data_dir / "running"))
         from services_ai_plugins.calling.sandbox.process import ProcessExecutor
         from services_ai_plugins.calling.sandbox.protections import Limits
@@ -129,6 +133,10 @@ class Host:
         return ExportService(self.db, lambda: self.runtime, lambda: self.caller)
 
     @functools.cached_property
+    def accounts(self) -> AccountService:
+        return AccountService(self.config, self.db)
+
+    @functools.cached_property
     def status(self) -> StatusService:
         return StatusService(self.config, self.db, self.events, self.widgets, self._protections)
 
@@ -146,8 +154,9 @@ class Host:
         return charged
 
     def _protections(self) -> dict[str, Any]:
-        """How plugin code is isolated here (without starting an executor just to ask)."""
-        if self._executor is not None or "executor" in self.__dict__:
+        """How plugin code is isolated in the workers (without starting an executor just to
+        ask); a sandboxed host (the web app) reports the configured mode, which workers use."""
+        if not self._sandboxed and (self._executor is not None or "executor" in self.__dict__):
             return self.executor.protections()
         if self.config.plugin_isolation == "inline":
             return InlineExecutor().protections()

@@ -52,9 +52,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from services_ai_plugins.cli import demo, events, features, ops, plugin
+    from services_ai_plugins.cli import access, demo, events, features, ops, plugin, web
 
-    for group in (plugin, events, features, ops, demo):
+    for group in (plugin, events, features, ops, web, access, demo):
         for command in group.COMMANDS:
             cli.add_command(command)
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from services_ai_plugins.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
     ArchiveError,
+    AuthenticationError,
     BrokerUnavailableError,
     ConfigError,
     EventError,
@@ -20,6 +23,7 @@ from services_ai_plugins.errors import (
     PluginLoadError,
     PluginNotFoundError,
     PluginStateError,
+    RateLimitedError,
     SecretKeyError,
     ServicesAIError,
     SettingsError,
@@ -32,6 +36,7 @@ EX_USAGE = 2  # click's own, for a command typed wrong
 EX_DATAERR = 65
 EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
+EX_NOPERM = 77
 EX_CONFIG = 78
 EX_STATE = 3
 EX_NOT_FOUND = 4
@@ -67,6 +72,10 @@ TABLE: list[tuple[type[ServicesAIError], int, Hint | None]] = [
     (EventError, EX_DATAERR, None),
     (InputError, EX_DATAERR, None),
     (NotFoundError, EX_NOT_FOUND, None),
+    (AlreadyExistsError, EX_STATE, None),
+    (AuthenticationError, EX_NOPERM, None),
+    (AccessDeniedError, EX_NOPERM, None),
+    (RateLimitedError, EX_TEMPFAIL, None),
     (SecretKeyError, EX_CONFIG, _no_key),
     (ConfigError, EX_CONFIG, None),
     (BrokerUnavailableError, EX_TEMPFAIL, None),

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
+from services_ai_plugins.encoding import plain
 from services_ai_plugins.lifecycle.views import ChangeReport
 
 __all__ = ["emit_json", "err", "fail", "out", "report", "say", "setting_text", "table", "warn", "yes_no"]
@@ -34,19 +33,9 @@ out = _Console(soft_wrap=True)
 err = _Console(stderr=True, soft_wrap=True)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
 def emit_json(value: Any) -> None:
     """Print JSON on stdout (exactly one document, nothing else)."""
-    sys.stdout.write(json.dumps(value, default=_default, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(value, default=plain, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
