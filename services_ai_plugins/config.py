@@ -116,12 +116,16 @@ class Config(BaseSettings):
         default=True, description="Session cookies only over HTTPS (browsers exempt localhost)."
     )
     web_max_body_bytes: int = Field(
-        default=1024 * 1024, ge=1024, description="Largest request body, uploads aside (they get max_archive_bytes)."
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body, uploads aside (they get max_archive_bytes).",
     )
     login_max_failures: int = Field(
         default=5, ge=1, le=1000, description="Failed logins of one name (x4 of one address) before a pause."
     )
-    login_window_seconds: int = Field(default=900, ge=10, description="The window, and the pause, of that limit.")
+    login_window_seconds: int = Field(
+        default=900, ge=10, description="The window, and the pause, of that limit."
+    )
 
     @field_validator("data_dir")
     @classmethod

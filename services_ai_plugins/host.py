@@ -16,6 +16,8 @@ from services_ai_plugins.calling.inline import InlineExecutor
 from services_ai_plugins.calling.marker import RunningMarker, dead_markers
 from services_ai_plugins.config import Config, get_config
 from services_ai_plugins.features.accounts import AccountService
+from services_ai_plugins.features.activity import ActivityService
+from services_ai_plugins.features.audit import AuditService
 from services_ai_plugins.features.exports import ExportService
 from services_ai_plugins.features.status import StatusService
 from services_ai_plugins.features.widgets import WidgetService
@@ -131,6 +133,14 @@ class Host:
     @functools.cached_property
     def exports(self) -> ExportService:
         return ExportService(self.db, lambda: self.runtime, lambda: self.caller)
+
+    @functools.cached_property
+    def activity(self) -> ActivityService:
+        return ActivityService(self.db, self.events)
+
+    @functools.cached_property
+    def audit(self) -> AuditService:
+        return AuditService(self.db)
 
     @functools.cached_property
     def accounts(self) -> AccountService:

@@ -77,7 +77,14 @@ def _user_view(u: User) -> UserView:
 
 def _token_view(t: ApiToken) -> TokenView:
     return TokenView(
-        t.id, t.name, t.scope, t.prefix, t.created_at, t.created_by, t.last_used_at, t.revoked_at  # type: ignore[arg-type]
+        t.id,
+        t.name,
+        t.scope,  # type: ignore[arg-type]
+        t.prefix,
+        t.created_at,
+        t.created_by,
+        t.last_used_at,
+        t.revoked_at,
     )
 
 
@@ -88,7 +95,8 @@ def _digest(token: str) -> str:
 def _check_name(name: str) -> str:
     if not _NAME.match(name):
         raise InputError(
-            "user name", f"{name[:80]!r} must be 1-64 letters, digits or . _ @ - (starting with a letter or digit)"
+            "user name",
+            f"{name[:80]!r} must be 1-64 letters, digits or . _ @ - (starting with a letter or digit)",
         )
     return name
 

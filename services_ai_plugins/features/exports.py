@@ -15,9 +15,10 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import IO, Any, TypedDict
+from typing import IO, Any
 
 from sqlalchemy import delete, insert, select, update
+from typing_extensions import TypedDict
 
 from services_ai_plugins.calling.caller import HookCaller
 from services_ai_plugins.calling.requests import export_call

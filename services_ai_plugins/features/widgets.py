@@ -7,13 +7,15 @@ the last good snapshot and records the error and since when it is stale.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 from sqlalchemy import DateTime, and_, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
+from typing_extensions import TypedDict
 
 from services_ai_plugins.calling.caller import HookCaller, Outcome, Target
 from services_ai_plugins.calling.executor import SUCCESS
@@ -21,9 +23,16 @@ from services_ai_plugins.calling.permissions import missing_for
 from services_ai_plugins.calling.requests import widget_call
 from services_ai_plugins.calling.sanitize import plain_text
 from services_ai_plugins.config import Config
-from services_ai_plugins.errors import PluginNotFoundError, PluginStateError
+from services_ai_plugins.errors import NotFoundError, PluginNotFoundError, PluginStateError
 from services_ai_plugins.infra.db import Database
-from services_ai_plugins.infra.models import HookResult, Plugin, PluginPermission, WidgetSnapshot, utcnow
+from services_ai_plugins.infra.models import (
+    HookResult,
+    Plugin,
+    PluginPermission,
+    RegistryState,
+    WidgetSnapshot,
+    utcnow,
+)
 from services_ai_plugins.lifecycle.runtime import PluginRuntime
 
 __all__ = ["HOOK", "WidgetService", "WidgetView"]
@@ -125,6 +134,33 @@ class WidgetService:
         .join(PluginPermission, _granted)
         .order_by(WidgetSnapshot.plugin_id)
     )
+
+    def list_tag(self) -> str:
+        """A tag that moves whenever :meth:`snapshots` would answer differently, read in one
+        small aggregate query (the dashboard's 304 path): every snapshot write sets its
+        ``attempted_at`` (summed, so a worker with a slow clock still moves it), and every change
+        of which plugins show a widget (enabled, granted, renamed, removed) moves the registry
+        revision."""
+        count, moments, revision = self.db.read(self._tag)[0]
+        return hashlib.sha256(f"{count}:{moments}:{revision}".encode()).hexdigest()[:32]
+
+    def snapshot(self, plugin_id: str) -> WidgetView:
+        """One plugin's current snapshot (as in :meth:`snapshots`); ``NotFoundError`` when the
+        dashboard would not show it."""
+        rows = self.db.read(self._read.where(WidgetSnapshot.plugin_id == plugin_id))
+        if not rows:
+            raise NotFoundError("widget", plugin_id, "not found (not rendered yet, or not shown)")
+        return cast(WidgetView, dict(zip(_READ_KEYS, _row_values(rows[0]), strict=True)))
+
+    @functools.cached_property
+    def _tag(self) -> Any:
+        moment: Any = (
+            func.extract("epoch", WidgetSnapshot.attempted_at)
+            if self.db.dialect == "postgresql"
+            else func.julianday(WidgetSnapshot.attempted_at)
+        )
+        revision = select(RegistryState.revision).where(RegistryState.id == 1).scalar_subquery()
+        return select(func.count(), func.sum(moment), revision)
 
     def counts(self) -> dict[str, Any]:
         """The widgets the dashboard shows, by status, and how many of them are stale."""

@@ -225,6 +225,9 @@ def display_values(manifest: Manifest, stored: Mapping[str, StoredSetting]) -> l
                 "secret": spec.is_secret,
                 "description": spec.description,
                 "options": [o.model_dump() for o in spec.options] if spec.options else None,
+                "min": spec.min,
+                "max": spec.max,
+                "max_length": spec.max_length,
             }
         )
     return rows

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import func, select, update
+from typing_extensions import TypedDict
 
 from schemas.errors import ContractError
 from services_ai_plugins.errors import EventError, NotFoundError

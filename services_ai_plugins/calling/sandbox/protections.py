@@ -139,13 +139,19 @@ def _reachable(path: str) -> bool:
 WORK = "/tmp/work"  # noqa: S108 - inside the sandbox's own tmpfs, not the host's /tmp
 
 
+def _covered(path: str) -> bool:
+    """Under the host's ``/tmp``, which the sandbox's own tmpfs hides (a data folder there)."""
+    return os.path.realpath(path).startswith("/tmp/")  # noqa: S108
+
+
 def _private_view(paths: list[str]) -> dict[str, str] | None:
     """A mount namespace of its own: a private ``/tmp`` (a small tmpfs) holding the working
     folder at ``/tmp/work``, and, bound read-only under ``/tmp/.exposed``, the folders the
     sandbox's user could not otherwise reach (the interpreter's standard library under a home
-    folder only its owner may enter, say); the import system is pointed at them there. Returns
+    folder only its owner may enter, say, or plugin code under the host's ``/tmp``, which the
+    new tmpfs covers); the import system is pointed at them there. Returns
     where each such folder now is, or ``None`` without a mount namespace."""
-    wanted = [p for p in dict.fromkeys(paths) if os.path.isdir(p) and not _reachable(p)]
+    wanted = [p for p in dict.fromkeys(paths) if os.path.isdir(p) and (_covered(p) or not _reachable(p))]
     if _unshare(_CLONE_NEWNS) != 0:
         if wanted:
             raise OSError(
