@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # The Services AI plugin host: one image for every process of the deployment (migrations,
-# Celery workers, beat, and later the web app); docker-compose.yml picks the command.
+# Celery workers, beat, Flower, and later the web app); docker-compose.yml picks the command.
 #
 #   docker build -t services-ai-plugins:latest .
 #   docker run --rm services-ai-plugins:latest                       # services-ai --help
@@ -29,10 +29,11 @@ RUN groupadd --system --gid 10001 services-ai \
 WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone: this (slow) layer is rebuilt only when the
-# dependencies change, not on every source edit.
+# dependencies change, not on every source edit. With them the "ops" extra (Flower, for the
+# compose profile "ops"), so the one image runs every process.
 COPY pyproject.toml ./
 COPY scripts/build-constraints.txt scripts/
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['ops']))" \
         > /tmp/requirements.txt \
     && pip install --upgrade pip \
     && pip install --build-constraint scripts/build-constraints.txt -r /tmp/requirements.txt \

@@ -11,6 +11,8 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from services_ai_plugins.config import Config
 from services_ai_plugins.infra.broker import QUEUES
@@ -31,6 +34,8 @@ IMAGE = "services-ai-plugins:latest"
 CORE_SERVICES = {"redis", "postgres", "migrate", "worker-events", "worker-background", "beat"}
 APP_SERVICES = {"migrate", "worker-events", "worker-background", "beat", "web"}
 SHARED_ENV = ("DATABASE_URL", "REDIS_URL", "SERVICES_AI_SECRET_KEY")
+#: The variables that name the broker (``Config.broker_url``).
+BROKER_ENV = ("REDIS_URL", "BROKER_URL")
 REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?[^}]+\}$")
 
 
@@ -157,7 +162,7 @@ def test_compose_spec_file_without_version_key(compose: dict[str, Any]) -> None:
 
 
 def test_every_service_exists_and_the_core_ones_start_by_default(services: dict[str, Any]) -> None:
-    assert CORE_SERVICES | {"web"} <= set(services)
+    assert CORE_SERVICES | {"web", "flower"} <= set(services)
     for name in CORE_SERVICES:
         assert not services[name].get("profiles"), f"{name} must start with a plain `docker compose up`"
 
@@ -340,6 +345,96 @@ def test_beat_keeps_its_schedule_file_in_a_volume(compose: dict[str, Any], servi
     assert any(
         source in compose["volumes"] and schedule.is_relative_to(target) for source, target, *_ in mounts
     ), f"{schedule} is not on a named volume of beat"
+
+
+# -- Flower -----------------------------------------------------------------------------------
+
+
+def test_flower_is_behind_the_ops_profile_on_the_same_broker(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    flower = services["flower"]
+    assert flower["profiles"] == ["ops"]
+    assert flower["image"] == IMAGE
+    assert flower["build"] == compose["x-app"]["build"]
+    args = argv(flower)
+    assert celery_role(flower) == "flower"
+    assert "--address=0.0.0.0" in args
+    assert "--port=5555" in args
+    assert not any(a.startswith("--basic-auth") or a.startswith("--basic_auth") for a in args), (
+        "credentials on the command line are visible to anyone who lists processes"
+    )
+    assert [str(p) for p in flower["ports"]] == ["${FLOWER_PORT:-5555}:5555"]
+    # The workers' broker, however it is named; nothing that reaches the database or the secrets.
+    shared, env = environment(compose["x-app"]), environment(flower)
+    assert any(var in shared for var in BROKER_ENV)
+    for var in BROKER_ENV:
+        assert env.get(var) == shared.get(var), f"flower: {var} differs from the x-app block"
+    assert env["SERVICES_AI_DATA_DIR"] == shared["SERVICES_AI_DATA_DIR"]
+    assert not {"DATABASE_URL", "SERVICES_AI_SECRET_KEY", "POSTGRES_PASSWORD"} & set(env)
+    assert "FLOWER_UNAUTHENTICATED_API" not in env
+    assert env["FLOWER_BASIC_AUTH"] == "${FLOWER_BASIC_AUTH:-}"
+    assert depends_on(flower) == {"redis": "service_healthy"}
+
+
+def test_no_profiled_service_requires_a_variable(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    """Compose interpolates the whole file before selecting profiles: a ``${VAR:?}`` in a
+    service of a profile would stop every ``docker compose up``, profile or not."""
+    shared_values = set(strings(compose["x-app"]))
+    for name, service in services.items():
+        if not service.get("profiles"):
+            continue
+        for value in strings(service):
+            if value in shared_values:
+                continue  # the x-app block, required of every app service anyway
+            assert not re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?\?", value.replace("$$", "")), (
+                f"{name}: {value!r}"
+            )
+
+
+def flower_guard(auth: str | None) -> subprocess.CompletedProcess[str]:
+    """Flower's entrypoint as the container runs it (``$$`` is compose's ``$``), with
+    ``FLOWER_BASIC_AUTH`` set to ``auth`` (or unset), in front of ``echo started``."""
+    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    entrypoint = [part.replace("$$", "$") for part in compose["services"]["flower"]["entrypoint"]]
+    env = {"PATH": "/usr/bin:/bin"}
+    if auth is not None:
+        env["FLOWER_BASIC_AUTH"] = auth
+    return subprocess.run(
+        [*entrypoint, "echo", "started"], env=env, capture_output=True, text=True, timeout=10, check=False
+    )
+
+
+@pytest.mark.parametrize("auth", [None, "", "ops", "ops:", ":secret"])
+def test_flower_refuses_to_start_without_basic_auth(auth: str | None) -> None:
+    done = flower_guard(auth)
+    assert done.returncode == 64
+    assert done.stdout == ""
+    assert "FLOWER_BASIC_AUTH=user:password" in done.stderr
+
+
+@pytest.mark.parametrize("auth", ["ops:secret", "ops:s3:cret", "ops:a,admin:b"])
+def test_flower_starts_with_basic_auth(auth: str) -> None:
+    done = flower_guard(auth)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "started\n", "")
+
+
+def test_the_image_installs_flower_and_the_dev_extra_keeps_it(dockerfile: list[tuple[str, str]]) -> None:
+    """The requirements the image installs before the project are the dependencies and the
+    ``ops`` extra (the Dockerfile's own snippet, run on pyproject.toml); ``dev`` holds ``ops``."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = pyproject["project"]["optional-dependencies"]
+    assert any(Requirement(r).name == "flower" for r in extras["ops"])
+    assert set(extras["ops"]) <= set(extras["dev"]), "scripts/setup --dev must install the ops tools too"
+
+    runs = [rest for instr, rest in dockerfile if instr == "RUN" and "/tmp/requirements.txt" in rest]
+    assert runs, "no RUN writes /tmp/requirements.txt"
+    words = shlex.split(runs[0])
+    code = words[words.index("-c") + 1]
+    printed = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30, check=True
+    ).stdout.splitlines()
+    assert printed == [*pyproject["project"]["dependencies"], *extras["ops"]]
 
 
 # -- the image --------------------------------------------------------------------------------

@@ -101,6 +101,8 @@ class Worker:
     data_dir: Path
     log_path: Path
     concurrency: int = 2
+    #: More options of ``celery worker`` (e.g. ``-E`` for task events), after the usual ones.
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -123,6 +125,7 @@ class Worker:
             "INFO",  # 'ready.' is logged at INFO; readiness is read from the log
             "-n",
             f"{self.name}@%h",
+            *self.extra_args,
         ]
 
     def start(self) -> Worker:
@@ -364,9 +367,12 @@ class Deployment:
         env.update(settings)
         return env
 
-    def start_worker(self, name: str, *, wait: bool = True, **settings: str) -> Worker:
+    def start_worker(
+        self, name: str, *, wait: bool = True, args: Iterable[str] = (), **settings: str
+    ) -> Worker:
         """Start a worker (a host of its own: data folder ``hosts/<name>``) and wait until it is
-        ready. Its database connections carry the application name ``sai-it-<name>``."""
+        ready. Its database connections carry the application name ``sai-it-<name>``; ``args``
+        are more ``celery worker`` options."""
         node = f"{name}-{uuid.uuid4().hex[:6]}"
         data_dir = self.root / "hosts" / name
         url = f"{self.database_url}?application_name={self.application_name(node)}"
@@ -375,6 +381,7 @@ class Deployment:
             env=self.env(data_dir, database_url=url, **settings),
             data_dir=data_dir,
             log_path=self.root / "logs" / f"{node}.log",
+            extra_args=tuple(args),
         )
         worker.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.workers.append(worker)
