@@ -17,7 +17,8 @@ from tests.helpers import REPO
 README = (REPO / "README.md").read_text(encoding="utf-8")
 HOOK_TESTS = (Path(__file__).parent / "test_hooks.py").read_text(encoding="utf-8")
 #: Read by the CLI alone (who acts, tracebacks), not part of the host's configuration.
-CLI_ONLY = {"SERVICES_AI_ACTOR", "SERVICES_AI_DEBUG"}
+# Read outside Config: by the CLI itself, and by uvicorn (the web server).
+CLI_ONLY = {"SERVICES_AI_ACTOR", "SERVICES_AI_DEBUG", "FORWARDED_ALLOW_IPS"}
 
 
 def live_hooks() -> dict[str, tuple[str, ...]]:
