@@ -76,5 +76,12 @@ def test_the_readme_configuration_table_is_config() -> None:
             assert not literal, f"{env}: README shows a default the code does not have"
         elif literal:
             value = field.default
-            text = f"{value:g}" if isinstance(value, float) else str(value)
+            # As one would write it in the environment: numbers plainly, booleans lower-case.
+            text = (
+                f"{value:g}"
+                if isinstance(value, float)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
             assert literal[1] == text, f"{env}: README says {literal[1]}, the code {text}"
