@@ -178,16 +178,18 @@ class AccountService:
             if (by_name or 0) >= limit or (by_client or 0) >= 4 * limit:
                 raise RateLimitedError("logins", self.config.login_window_seconds)
             user = s.scalar(select(User).where(User.name == name))
-            if not self._verify(user.password_hash if user else _DUMMY_HASH, password) or user is None:
-                s.add(LoginAttempt(name=name, client=client, at=now))
-                s.execute(delete(LoginAttempt).where(LoginAttempt.at < now - 4 * window))
-                raise AuthenticationError("wrong user name or password")
-            if _hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = _hasher.hash(password)
-            user.last_login_at = now
-            s.execute(delete(LoginAttempt).where(LoginAttempt.name == name))
-            audit(s, f"web:{name}", "login", None, client=client)
-            return _user_view(user)
+            # An unknown name costs a hash as well: timing does not tell which names exist.
+            if self._verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None:
+                if _hasher.check_needs_rehash(user.password_hash):
+                    user.password_hash = _hasher.hash(password)
+                user.last_login_at = now
+                s.execute(delete(LoginAttempt).where(LoginAttempt.name == name))
+                audit(s, f"web:{name}", "login", None, client=client)
+                return _user_view(user)
+            # The failure is committed with this session (the refusal is raised after it).
+            s.add(LoginAttempt(name=name, client=client, at=now))
+            s.execute(delete(LoginAttempt).where(LoginAttempt.at < now - 4 * window))
+        raise AuthenticationError("wrong user name or password")
 
     @staticmethod
     def _verify(digest: str, password: str) -> bool:
