@@ -10,7 +10,7 @@ from services_ai_plugins.errors import InputError
 from services_ai_plugins.features.exports import FORMATS
 from services_ai_plugins.web.auth import Admin, Dashboard, HostDep, Reader
 from services_ai_plugins.web.pages.forms import back, blocking, read_form
-from services_ai_plugins.web.templating import render
+from services_ai_plugins.web.templating import framed, render
 
 __all__ = ["router"]
 
@@ -21,6 +21,13 @@ router = APIRouter()
 async def dashboard(request: Request, host: HostDep, _: Dashboard) -> Response:
     widgets = await blocking(host.widgets.snapshots)
     return render(request, "dashboard.html", widgets=widgets)
+
+
+@router.get("/dashboard/widgets/{plugin_id}/frame")
+async def widget_frame(host: HostDep, _: Dashboard, plugin_id: str) -> Response:
+    """One widget's stored HTML (already sanitised when it was rendered), framed."""
+    snap = await blocking(host.widgets.snapshot, plugin_id)
+    return framed(snap["html"])
 
 
 @router.get("/ops")
