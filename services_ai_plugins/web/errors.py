@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from services_ai_plugins.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -31,7 +33,7 @@ from services_ai_plugins.errors import (
 )
 from services_ai_plugins.web.security import CsrfError
 
-__all__ = ["TABLE", "body", "headers", "status_of"]
+__all__ = ["ERROR_RESPONSES", "TABLE", "ErrorBody", "body", "headers", "status_of"]
 
 # Most specific first: the first class an error is an instance of decides.
 TABLE: list[tuple[type[ServicesAIError], int]] = [
@@ -90,3 +92,33 @@ def headers(err: ServicesAIError) -> dict[str, str]:
     if isinstance(err, TransientError):
         return {"Retry-After": "5"}
     return {}
+
+
+class FieldProblem(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every refusal of the API: what kind, one line a person can act on, the fields at fault."""
+
+    error: str
+    detail: str
+    fields: list[FieldProblem]
+
+
+# Documented on every API route (the OpenAPI document says what a client may get back).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": words}
+    for status, words in [
+        (400, "the body could not be parsed (not JSON, or a broken multipart form)"),
+        (401, "no credentials, or wrong ones"),
+        (403, "the token's scope (or the user's role) does not allow it"),
+        (404, "no such plugin, event, export, permission or route"),
+        (409, "not possible in the plugin's state (already installed, missing settings...)"),
+        (413, "the request body is over the limit"),
+        (422, "the request or its content is refused: the detail and fields say why"),
+        (429, "too many failed attempts; see Retry-After"),
+        (503, "the broker or the database is unavailable, or the deployment lacks a key; see Retry-After"),
+    ]
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, status
-from pydantic import BaseModel, ConfigDict, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from services_ai_plugins.pipeline.events import DeadLetterView, EventDetail, EventView
 from services_ai_plugins.web.auth import Admin, HostDep, Publisher, Reader
@@ -23,7 +23,7 @@ class Published(BaseModel):
 
 class ReplayDead(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] | None = None
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(default=None, max_length=1000)
     all: StrictBool = False
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from services_ai_plugins.web.auth import Admin, Dashboard, HostDep, Reader
 __all__ = ["router"]
 
 router = APIRouter()
+MAX_ID = 2**63 - 1  # what a database id can be: a bigger number is refused, not sent to the database
 
 # The browser revalidates every poll; shared caches never keep a copy.
 REVALIDATE = "private, no-cache"
@@ -131,6 +132,6 @@ def audit(
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     plugin_id: str | None = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[dict[str, Any]]:
     return host.audit.recent(limit, plugin_id, before)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, File, Query, UploadFile, status
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from services_ai_plugins.dates import parse_moment
+from services_ai_plugins.errors import InputError
 from services_ai_plugins.lifecycle.views import PluginView
 from services_ai_plugins.web.auth import Admin, HostDep, Reader
 from services_ai_plugins.web.uploads import saved_upload
@@ -120,7 +121,8 @@ def replay(host: HostDep, who: Admin, plugin_id: PluginId, body: Replay) -> dict
     result for (and, with ``include_failed``, those it failed on)."""
     since = parse_moment(body.since, "since")
     until = parse_moment(body.until, "until")
-    assert since is not None
+    if since is None:
+        raise InputError("since", "give a date (YYYY-MM-DD[THH:MM])")
     host.registry.show(plugin_id)
     host.tasks.replay(plugin_id, since, until, body.include_failed)
     return {"queued": True, "plugin_id": plugin_id, "since": since, "until": until}
