@@ -75,5 +75,7 @@ def test_the_readme_configuration_table_is_config() -> None:
             assert not literal, f"{env}: README shows a default the code does not have"
         elif literal:
             value = field.default
-            text = f"{value:g}" if isinstance(value, float) else str(value)
+            # A bool as it is written in the environment (``true``, ``false``).
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            text = f"{value:g}" if isinstance(value, float) else text
             assert literal[1] == text, f"{env}: README says {literal[1]}, the code {text}"
