@@ -101,6 +101,8 @@ class Worker:
     data_dir: Path
     log_path: Path
     concurrency: int = 2
+    pool: str = "prefork"
+    queues: str = QUEUE_ARGS
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -111,11 +113,11 @@ class Worker:
             "workers",
             "worker",
             "-P",
-            "prefork",
+            self.pool,
             "-c",
             str(self.concurrency),
             "-Q",
-            QUEUE_ARGS,
+            self.queues,
             "--without-heartbeat",
             "--without-mingle",
             "--without-gossip",
@@ -364,9 +366,18 @@ class Deployment:
         env.update(settings)
         return env
 
-    def start_worker(self, name: str, *, wait: bool = True, **settings: str) -> Worker:
-        """Start a worker (a host of its own: data folder ``hosts/<name>``) and wait until it is
-        ready. Its database connections carry the application name ``sai-it-<name>``."""
+    def start_worker(
+        self,
+        name: str,
+        *,
+        wait: bool = True,
+        pool: str = "prefork",
+        queues: str = QUEUE_ARGS,
+        **settings: str,
+    ) -> Worker:
+        """Start a worker (a host of its own: data folder ``hosts/<name>``) on ``queues`` (in
+        that order) with the ``pool`` given, and wait until it is ready (``wait``). Its
+        database connections carry the application name ``sai-it-<name>``."""
         node = f"{name}-{uuid.uuid4().hex[:6]}"
         data_dir = self.root / "hosts" / name
         url = f"{self.database_url}?application_name={self.application_name(node)}"
@@ -375,6 +386,8 @@ class Deployment:
             env=self.env(data_dir, database_url=url, **settings),
             data_dir=data_dir,
             log_path=self.root / "logs" / f"{node}.log",
+            pool=pool,
+            queues=queues,
         )
         worker.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.workers.append(worker)
