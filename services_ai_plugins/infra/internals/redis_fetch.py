@@ -3,8 +3,8 @@ messages and records them as unacknowledged in one atomic step (``redis.Channel`
 
 **The fetch.** kombu takes a message off the list with BRPOP and records it as unacknowledged
 (``unacked`` hash, ``unacked_index`` sorted set) in a second round trip; a worker SIGKILLed
-between the two loses the message. Here one Lua script (:data:`FETCH`) takes up to a batch of
-messages (the free prefetch slots, at most ``fetch_limit``) and records each in kombu's own
+between the two loses the message. Here one Lua script (``redis_script.FETCH``) takes up to a
+batch of messages (the free prefetch slots, at most ``fetch_limit``) and records each in kombu's own
 structures, with kombu's own key names and formats (what ``QoS.append`` writes), in the same
 atomic step. Whatever instant the worker dies, every message is either still queued or in
 ``unacked``, where kombu's ``restore_visible`` puts it back after the visibility timeout. The
@@ -32,7 +32,7 @@ first. Every consumer waiting on a queue wakes for each message there (the wait 
 all but one then fetch nothing: cheap with a few workers a queue, worth knowing with dozens.
 Priorities are kombu's: the script serves the keys in kombu's BRPOP order (priority step first,
 then queues in the channel's fair cycle), draining each key oldest first. Redis 6.2 or newer is
-needed (BLMOVE); on an older server the channel logs an error and uses kombu's fetch. The script itself is in ``redis_script``.
+needed (BLMOVE); on an older server the channel logs an error and uses kombu's fetch.
 
 **Everything else** is kombu's: acknowledgement, rejection, restore at shutdown and after the
 visibility timeout, fanout, the event-loop integration (``MultiChannelPoller`` calls
@@ -225,7 +225,7 @@ class AtomicFetchChannel(kombu_redis.Channel):
         return keys, owners
 
     def _fetch_args(self, keys: Sequence[str], owners: Sequence[str], limit: int) -> list[Any]:
-        """KEYS and ARGV of :data:`FETCH`, the first key left for the client to prefix.
+        """KEYS and ARGV of the fetch script, the first key left for the client to prefix.
 
         kombu's prefixing client (``global_keyprefix``) prefixes only the first key of an
         EVALSHA; the others are prefixed here (as kombu does for its own scripts).
@@ -307,7 +307,7 @@ class AtomicFetchChannel(kombu_redis.Channel):
     # -- the event loop (MultiChannelPoller) -------------------------------------------------
 
     def _send_fetch(self, queues: Sequence[str]) -> Pending:
-        """Send :data:`FETCH` on the consuming connection; what to read its reply with."""
+        """Send the fetch script on the consuming connection; what to read its reply with."""
         if not self._script_loaded:
             self._load_script()
         keys, owners = self._fetch_keys(queues)
