@@ -85,6 +85,10 @@ class Config(BaseSettings):
     visibility_timeout: int = Field(
         default=7200, ge=1, description="Seconds before an unacknowledged Redis message returns."
     )
+    redis_atomic_fetch: bool = Field(
+        default=True,
+        description="Take Redis messages and record them as unacknowledged in one step (False: kombu's way).",
+    )
     event_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Tries of an event on transient errors before the DLQ."
     )

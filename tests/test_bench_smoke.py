@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,37 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     table = md.read_text()
     assert table.startswith("| measurement | value | ratio | target |")
     assert "raw Celery no-op: drain, 1 worker" in table
+
+
+def test_transport_benchmark_smoke_run(tmp_path: Path) -> None:
+    """``python -m bench.transport``, the fetches compared, in a small run: the transport alone
+    and raw Celery no-op tasks drained by a worker on each fetch."""
+    out = tmp_path / "transport.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.transport",
+            "--only",
+            "consumer,noop",
+            "--rounds",
+            "1",
+            "--events",
+            "300",
+            "--database",
+            f"sai_bench_transport_{uuid.uuid4().hex[:8]}",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result) == {"kombu", "atomic"}
+    for (entry,) in result.values():
+        assert entry["consumer_prefetch200_bulk50"]["cpu_us_per_msg"] > 0
+        assert entry["noop_drain"]["per_s"] > 0

@@ -98,6 +98,9 @@ def transport_options(config: Config) -> dict[str, Any]:
             socket_timeout=10,
             retry_on_timeout=True,
             health_check_interval=30,
+            # Take and record messages in one step (internals/redis_fetch.py); False: kombu's
+            # own BRPOP, which loses a message to a worker killed between the two.
+            atomic_fetch=config.redis_atomic_fetch,
         )
     if url.startswith("memory://"):
         # The in-process broker of the demo and of tests: poll often, it costs nothing.
@@ -112,8 +115,8 @@ def celery_settings(config: Config) -> dict[str, Any]:
     """Settings common to every Celery app of the project (worker, beat, publisher)."""
     return {
         "broker_url": config.broker_url,
-        # The embedded broker's crash-safe claims; kombu's Redis transport minus a client built
-        # per call (internals/).
+        # The embedded broker's crash-safe claims; kombu's Redis transport with a crash-safe
+        # batch fetch and one client per channel (internals/).
         "broker_transport": transport_class(config),
         "broker_transport_options": transport_options(config),
         "broker_connection_retry_on_startup": True,

@@ -101,6 +101,8 @@ class Worker:
     data_dir: Path
     log_path: Path
     concurrency: int = 2
+    pool: str = "prefork"
+    queues: str = QUEUE_ARGS
     #: More options of ``celery worker`` (e.g. ``-E`` for task events), after the usual ones.
     extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -113,11 +115,11 @@ class Worker:
             "workers",
             "worker",
             "-P",
-            "prefork",
+            self.pool,
             "-c",
             str(self.concurrency),
             "-Q",
-            QUEUE_ARGS,
+            self.queues,
             "--without-heartbeat",
             "--without-mingle",
             "--without-gossip",
@@ -368,11 +370,19 @@ class Deployment:
         return env
 
     def start_worker(
-        self, name: str, *, wait: bool = True, args: Iterable[str] = (), **settings: str
+        self,
+        name: str,
+        *,
+        wait: bool = True,
+        pool: str = "prefork",
+        queues: str = QUEUE_ARGS,
+        args: Iterable[str] = (),
+        **settings: str,
     ) -> Worker:
-        """Start a worker (a host of its own: data folder ``hosts/<name>``) and wait until it is
-        ready. Its database connections carry the application name ``sai-it-<name>``; ``args``
-        are more ``celery worker`` options."""
+        """Start a worker (a host of its own: data folder ``hosts/<name>``) on ``queues`` (in
+        that order) with the ``pool`` given, and wait until it is ready (``wait``). Its
+        database connections carry the application name ``sai-it-<name>``; ``args`` are more
+        ``celery worker`` options."""
         node = f"{name}-{uuid.uuid4().hex[:6]}"
         data_dir = self.root / "hosts" / name
         url = f"{self.database_url}?application_name={self.application_name(node)}"
@@ -381,6 +391,8 @@ class Deployment:
             env=self.env(data_dir, database_url=url, **settings),
             data_dir=data_dir,
             log_path=self.root / "logs" / f"{node}.log",
+            pool=pool,
+            queues=queues,
             extra_args=tuple(args),
         )
         worker.log_path.parent.mkdir(parents=True, exist_ok=True)

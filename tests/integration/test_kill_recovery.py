@@ -1,14 +1,16 @@
 """A worker killed with SIGKILL in the middle of its batches, then a fresh one: nothing lost,
 nothing stored twice, and no plugin called again for an event whose results were committed.
 
-About the moment of the kill: kombu's Redis transport takes a message off the queue with BRPOP
-and only then records it in its ``unacked`` hash (the record a later worker restores from). A
-SIGKILL that lands between the two loses that one message, before any code of this project
-sees it (observed here in 3 runs of 19). That window belongs to the transport, not to the
-pipeline, so the test kills the worker at a moment the broker shows every event either queued,
-recorded as unacknowledged or committed: it freezes the worker's main process (SIGSTOP; its pool
-children keep working on their batches), checks, and SIGKILLs the process group; otherwise it
-lets the worker run a few milliseconds more and checks again.
+About the moment of the kill: kombu's own Redis fetch takes a message off the queue with BRPOP
+and only then records it in its ``unacked`` hash (the record a later worker restores from); a
+SIGKILL between the two loses that one message, before any code of this project sees it. The
+project's transport takes and records in one step (services_ai_plugins/infra/internals/
+redis_fetch.py; random kills at any instant: tests/integration/test_kill_loop.py). This test is
+about the pipeline, whichever fetch runs, so it kills the worker at a moment the broker shows
+every event either queued, recorded as unacknowledged or committed: it freezes the worker's main
+process (SIGSTOP; its pool children keep working on their batches), checks, and SIGKILLs the
+process group; otherwise it lets the worker run a few milliseconds more and checks again (with
+the atomic fetch there is nothing to wait for).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from schemathesis.specs.openapi.checks import (
 
 # Not negative_data_rejection: it wants unknown query parameters refused, which HTTP APIs
 # (this one included) ignore on purpose. Invalid data is still generated and sent.
-
 from services_ai_plugins.host import Host
 from services_ai_plugins.lifecycle.packaging import package_dir
 from services_ai_plugins.web.app import create_app

@@ -8,7 +8,8 @@ that test by name instead of misbehaving in production.
 
 - ``embedded``: the broker that lives in the data folder (kombu's SQLAlchemy transport on a
   SQLite file), made safe against a consumer killed at any instant;
-- ``redis``: kombu's Redis transport, with one client per channel and a batch's
-  acknowledgements in one round trip;
+- ``redis``: kombu's Redis transport, with the crash-safe batch fetch of ``redis_fetch`` (take
+  and record as unacknowledged in one step: the Lua script of ``redis_script``), one client per
+  channel and a batch's acknowledgements in one round trip;
 - ``batches``: the batching consumer of the events task (celery-batches, group commit).
 """

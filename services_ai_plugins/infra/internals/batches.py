@@ -8,6 +8,7 @@ from typing import Any
 
 from celery.concurrency.solo import TaskPool as SoloPool
 from celery_batches import Batches
+from celery_batches import trace as batches_trace
 from celery_batches.trace import apply_batches_task
 
 from services_ai_plugins.infra.internals.redis import acknowledge_all
@@ -25,6 +26,9 @@ PRIVATE_NAMES: list[tuple[Any, str]] = [
     (Batches, "_do_flush"),
     (Batches, "_pool"),
     (Batches, "Strategy"),
+    (Batches, "flush"),
+    (Batches, "flush_every"),
+    (batches_trace, "apply_batches_task"),
 ]
 
 
