@@ -136,6 +136,18 @@ class Config(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
+    @field_validator("web_session_key", mode="before")
+    @classmethod
+    def _session_key(cls, v: object) -> object:
+        """Empty means unset (compose passes ``${VAR:-}``); a short key is guessable."""
+        if isinstance(v, SecretStr):
+            v = v.get_secret_value()
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        if isinstance(v, str) and len(v.strip()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `services-ai secret-key`)")
+        return v
+
     @property
     def database_url(self) -> str:
         """``DATABASE_URL``, or the SQLite file in the data folder."""

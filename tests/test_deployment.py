@@ -31,7 +31,7 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
 IMAGE = "services-ai-plugins:latest"
-CORE_SERVICES = {"redis", "postgres", "migrate", "worker-events", "worker-background", "beat"}
+CORE_SERVICES = {"redis", "postgres", "migrate", "worker-events", "worker-background", "beat", "web"}
 APP_SERVICES = {"migrate", "worker-events", "worker-background", "beat", "web"}
 SHARED_ENV = ("DATABASE_URL", "REDIS_URL", "SERVICES_AI_SECRET_KEY")
 #: The variables that name the broker (``Config.broker_url``).
@@ -167,10 +167,13 @@ def test_every_service_exists_and_the_core_ones_start_by_default(services: dict[
         assert not services[name].get("profiles"), f"{name} must start with a plain `docker compose up`"
 
 
-def test_the_web_app_is_behind_the_web_profile(services: dict[str, Any]) -> None:
+def test_the_web_app_starts_by_default_with_a_health_check(services: dict[str, Any]) -> None:
     web = services["web"]
-    assert web["profiles"] == ["web"]
-    assert argv(web) == ["services-ai", "web", "--host", "0.0.0.0", "--port", "8000"]
+    assert not web.get("profiles"), "the web app must start with a plain `docker compose up`"
+    assert argv(web)[:6] == ["services-ai", "web", "--host", "0.0.0.0", "--port", "8000"]
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
+    # one session key for all of its processes: a volume keeps the key file, or the variable
+    assert any(str(v).endswith(":/var/lib/services-ai") for v in web.get("volumes", []))
     published = [str(p) for p in web.get("ports", [])]
     assert any(p.split(":")[-1] == "8000" for p in published), published
     assert depends_on(web).get("migrate") == "service_completed_successfully"

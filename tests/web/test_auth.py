@@ -278,3 +278,22 @@ def test_a_new_user_can_log_in(web: Web, env: None) -> None:
     client = TestClient(web.client.app, base_url="https://testserver")
     login(client, "newcomer", "their own password")
     assert client.get("/api/v1/plugins").status_code == 200
+
+
+def test_the_session_key_is_long_or_unset(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from services_ai_plugins.config import Config
+    from services_ai_plugins.web.security import session_key
+
+    monkeypatch.setenv("SERVICES_AI_WEB_SESSION_KEY", "")  # compose's ${VAR:-}: unset
+    config = Config(data_dir=tmp_path)
+    assert config.web_session_key is None
+    made = session_key(config)
+    assert len(made) >= 32 and session_key(config) == made  # one key file, kept
+    assert (tmp_path / "web-session.key").stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("SERVICES_AI_WEB_SESSION_KEY", "short")
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Config(data_dir=tmp_path)
+    monkeypatch.setenv("SERVICES_AI_WEB_SESSION_KEY", "k" * 40)
+    assert session_key(Config(data_dir=tmp_path)) == b"k" * 40
