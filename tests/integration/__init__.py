@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import func, select, text
@@ -217,6 +219,38 @@ class Worker:
             os.killpg(self.proc.pid, sig)
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WebServer(Worker):
+    """``services-ai web`` as a subprocess on a free port of 127.0.0.1, stopped and reported
+    like a worker."""
+
+    port: int = 0
+
+    @property
+    def command(self) -> list[str]:
+        return [str(SERVICES_AI), "web", "--host", "127.0.0.1", "--port", str(self.port)]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> WebServer:
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, "the web app to answer /healthz", timeout=timeout, interval=0.2, workers=[self])
+        return self
+
+
 # -- events ---------------------------------------------------------------------------------
 
 _BASE = datetime(2030, 5, 1, 9, 0, tzinfo=UTC)
@@ -401,6 +435,21 @@ class Deployment:
         if wait:
             worker.wait_ready()
         return worker
+
+    def start_web(self, **settings: str) -> WebServer:
+        """``services-ai web`` on this deployment's database and broker, ready."""
+        data_dir = self.root / "web"
+        server = WebServer(
+            name="web",
+            env=self.env(data_dir, **settings),
+            data_dir=data_dir,
+            log_path=self.root / "logs" / "web.log",
+            port=free_port(),
+        )
+        server.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.workers.append(server)
+        server.start()
+        return server.wait_ready()
 
     @staticmethod
     def application_name(node: str) -> str:

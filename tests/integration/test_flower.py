@@ -26,17 +26,11 @@ import httpx
 import pytest
 
 from services_ai_plugins.infra.broker import EVENT_TASK, QUEUES, WIDGET_REFRESH_TASK
-from tests.integration import CELERY, READY_TIMEOUT, Deployment, Worker, lead, wait_for
+from tests.integration import CELERY, READY_TIMEOUT, Deployment, Worker, free_port, lead, wait_for
 
 pytestmark = pytest.mark.integration
 
 USER = "ops"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
