@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from services_ai_plugins.config import Config, reset_config
 from services_ai_plugins.host import Host
-from services_ai_plugins.infra.db import Database, normalise_url
+from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import Base
-from tests.helpers import POSTGRES_URL, make_config
+from tests.helpers import make_config
+from tests.postgres import database_url_of, throwaway_database
 
 
 @pytest.fixture(autouse=True)
@@ -51,27 +51,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of its own for this test run, migrated once, dropped at the end."""
-    admin_url = normalise_url(POSTGRES_URL)
-    name = f"sai_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        pytest.fail(
-            f"PostgreSQL is required for these tests and is not reachable at {POSTGRES_URL}: {exc}",
-            pytrace=False,
-        )
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    db = Database(url)
-    db.upgrade()
-    db.dispose()
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database("sai_test") as name:
+        yield database_url_of(name)
 
 
 def empty_postgres(db: Database) -> None:

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from kombu import Connection
-from sqlalchemy import create_engine, text
 
 from services_ai_plugins.infra.broker import QUEUES
-from services_ai_plugins.infra.db import Database, normalise_url
-from tests.helpers import POSTGRES_URL, manifest_for, write_plugin
+from tests.helpers import manifest_for, write_plugin
 from tests.integration import AMQP_URL, REDIS_URL, Deployment, MakePlugin
+from tests.postgres import database_url_of, throwaway_database
 
 WORKERS = pytest.StashKey[list]()
 
@@ -39,51 +37,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 
-def _admin_url() -> str:
-    return normalise_url(POSTGRES_URL)
-
-
-def _with_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """A database migrated once per run; each test gets a copy (CREATE DATABASE ... TEMPLATE)."""
-    name = f"sai_it_tmpl_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        pytest.fail(
-            f"PostgreSQL is required by the integration tests and is not reachable at {POSTGRES_URL}: {exc}",
-            pytrace=False,
-        )
-    db = Database(_with_database(_admin_url(), name))
-    db.upgrade()
-    db.dispose()
-    try:
+    with throwaway_database("sai_it_tmpl", purpose="the integration tests") as name:
         yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
 def database_url(postgres_template: str) -> Iterator[str]:
     """A migrated database of this test's own, dropped afterwards (workers included)."""
-    name = f"sai_it_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
-    try:
-        yield _with_database(POSTGRES_URL, name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database("sai_it", template=postgres_template) as name:
+        yield database_url_of(name)
 
 
 # -- brokers --------------------------------------------------------------------------------
