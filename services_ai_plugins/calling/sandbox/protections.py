@@ -27,6 +27,7 @@ import ctypes
 import ctypes.util
 import errno
 import functools
+import importlib
 import os
 import resource
 import stat
@@ -144,7 +145,21 @@ def _covered(path: str) -> bool:
     return os.path.realpath(path).startswith("/tmp/")  # noqa: S108
 
 
-def _private_view(paths: list[str]) -> dict[str, str] | None:
+#: The host's own packages the sandbox imports (an editable install finds them through a
+#: finder of its own, not ``sys.path``, so they are exposed one by one, not their folder: the
+#: checkout may hold a data folder).
+HOST_PACKAGES = ("services_ai_plugins", "schemas")
+
+
+def _host_packages() -> list[str]:
+    found = []
+    for name in HOST_PACKAGES:
+        module = sys.modules.get(name) or importlib.import_module(name)
+        found += [p for p in getattr(module, "__path__", []) if os.path.isdir(p)]
+    return found
+
+
+def _private_view(paths: list[str], packages: list[str] = []) -> dict[str, str] | None:  # noqa: B006
     """A mount namespace of its own: a private ``/tmp`` (a small tmpfs) holding the working
     folder at ``/tmp/work``, and, bound read-only under ``/tmp/.exposed``, the folders the
     sandbox's user could not otherwise reach (the interpreter's standard library under a home
@@ -152,6 +167,12 @@ def _private_view(paths: list[str]) -> dict[str, str] | None:
     new tmpfs covers); the import system is pointed at them there. Returns
     where each such folder now is, or ``None`` without a mount namespace."""
     wanted = [p for p in dict.fromkeys(paths) if os.path.isdir(p) and (_covered(p) or not _reachable(p))]
+    hidden = [
+        p
+        for p in dict.fromkeys(packages)
+        if (_covered(p) or not _reachable(p)) and not any(p.startswith(w + os.sep) for w in wanted)
+    ]
+    wanted += [p for p in hidden if p not in wanted]
     if _unshare(_CLONE_NEWNS) != 0:
         if wanted:
             raise OSError(
@@ -167,6 +188,9 @@ def _private_view(paths: list[str]) -> dict[str, str] | None:
     moved: dict[str, str] = {}
     for i, path in enumerate(wanted):
         target = f"/tmp/.exposed/{i}"  # noqa: S108
+        if path in hidden:  # a package: bound under its own name, its parent put on sys.path
+            sys.path.append(target)
+            target = f"{target}/{os.path.basename(path)}"
         os.makedirs(target)
         _mount(f"/proc/self/fd/{held[path]}", target, _MS_BIND | _MS_REC)
         _mount(None, target, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
@@ -226,7 +250,7 @@ def apply(
     plugin's code is now (it may have been bound elsewhere for the sandbox's user to read)."""
     active = ["separate process", "clean environment"]
     if can_switch_users():  # a user of its own follows: it must still reach Python and the code
-        moved = _private_view([*sys.path, *([code_root] if code_root else [])])
+        moved = _private_view([*sys.path, *([code_root] if code_root else [])], _host_packages())
         if moved is not None:
             active.append("private /tmp and working folder (mount namespace)")
             if code_root and code_root in moved:
