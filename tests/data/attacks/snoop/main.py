@@ -1,0 +1,27 @@
+import os
+
+from services_ai_plugins import hookimpl
+
+
+def _try(read):
+    try:
+        return "got: " + read()
+    except Exception as exc:  # what it could not do, reported as its own result
+        return f"denied: {type(exc).__name__}"
+
+
+@hookimpl
+def lead_created(lead, context):
+    secret = os.environ.get("SERVICES_AI_SECRET_KEY")
+    return {
+        "status": "success",
+        "read_env": "got: " + secret if secret else "denied: not in its environment",
+        "read_parent_environ": _try(
+            lambda: (
+                "SERVICES_AI_SECRET_KEY"
+                in open(f"/proc/{os.getppid()}/environ", "rb").read().decode(errors="replace")
+                and "secret"
+                or "no secret"
+            )
+        ),
+    }
