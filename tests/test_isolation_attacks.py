@@ -45,3 +45,6 @@ def test_reading_the_hosts_environment(host: Host) -> None:
         )
     else:  # inline does not prevent it
         assert result["read_env"] == "got: " + SECRET_KEY
+        assert result["read_parent_environ"] == "got: no secret" or result["read_parent_environ"].startswith(
+            "got:"
+        )

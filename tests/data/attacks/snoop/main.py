@@ -10,18 +10,17 @@ def _try(read):
         return f"denied: {type(exc).__name__}"
 
 
+def _parent_has_secret():
+    with open(f"/proc/{os.getppid()}/environ", "rb") as f:
+        found = b"SERVICES_AI_SECRET_KEY" in f.read()
+    return "secret" if found else "no secret"
+
+
 @hookimpl
 def lead_created(lead, context):
     secret = os.environ.get("SERVICES_AI_SECRET_KEY")
     return {
         "status": "success",
         "read_env": "got: " + secret if secret else "denied: not in its environment",
-        "read_parent_environ": _try(
-            lambda: (
-                "SERVICES_AI_SECRET_KEY"
-                in open(f"/proc/{os.getppid()}/environ", "rb").read().decode(errors="replace")
-                and "secret"
-                or "no secret"
-            )
-        ),
+        "read_parent_environ": _try(lambda: _parent_has_secret()),
     }
