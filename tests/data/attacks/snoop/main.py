@@ -22,5 +22,5 @@ def lead_created(lead, context):
     return {
         "status": "success",
         "read_env": "got: " + secret if secret else "denied: not in its environment",
-        "read_parent_environ": _try(lambda: _parent_has_secret()),
+        "read_parent_environ": _try(_parent_has_secret),
     }
