@@ -5,7 +5,7 @@ About the moment of the kill: kombu's own Redis fetch takes a message off the qu
 and only then records it in its ``unacked`` hash (the record a later worker restores from); a
 SIGKILL between the two loses that one message, before any code of this project sees it. The
 project's transport takes and records in one step (services_ai_plugins/infra/internals/
-redis_fetch.py; random kills at any instant: tests/integration/test_kill_loop.py). This test is
+redis_fetch.py; random kills at any instant: tests/faults/test_kill_loop.py). This test is
 about the pipeline, whichever fetch runs, so it kills the worker at a moment the broker shows
 every event either queued, recorded as unacknowledged or committed: it freezes the worker's main
 process (SIGSTOP; its pool children keep working on their batches), checks, and SIGKILLs the
