@@ -71,6 +71,54 @@ def test_invalid_events_are_refused_before_sending(memory_publisher: Publisher) 
     assert _drain(memory_publisher) == []
 
 
+def _lead(**data: object) -> dict:
+    return {"type": "lead.created", "data": {"id": "L", **data}}
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ("dict", "bytes encoded; the limit is 262144"),
+        ("model", "bytes encoded; the limit is 262144"),
+        ("str", "characters; the limit is 262144"),
+        ("bytes", "bytes; the limit is 262144"),
+    ],
+)
+def test_an_event_over_the_size_cap_is_refused_in_every_form(
+    memory_publisher: Publisher, form: str, message: str
+) -> None:
+    from schemas import parse_event
+
+    big = _lead(custom_fields={f"k{i}": "x" * 100 for i in range(3000)})  # ~330 KB encoded
+    given = {
+        "dict": lambda: big,
+        "model": lambda: parse_event(big),
+        "str": lambda: json.dumps(big),
+        "bytes": lambda: json.dumps(big).encode(),
+    }[form]()
+    with pytest.raises(EventError, match=message):
+        memory_publisher.publish(given)
+    assert _drain(memory_publisher) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "Ada\x00Lovelace"}, "NUL character"),
+        ({"custom_fields": {"n": 2**70}}, "number JSON cannot carry"),
+        ({"custom_fields": {"n": float("nan")}}, "NaN or an infinity"),
+        ({"custom_fields": {"n": [1, float("inf")]}}, "NaN or an infinity"),
+    ],
+)
+def test_nul_characters_and_numbers_json_cannot_carry_are_refused(
+    memory_publisher: Publisher, data: dict, message: str
+) -> None:
+    """A clear validation error naming the problem, never a broker or database error later."""
+    with pytest.raises(EventError, match=message):
+        memory_publisher.publish(_lead(**data))
+    assert _drain(memory_publisher) == []
+
+
 def test_a_broker_that_stays_down_is_a_clear_error(tmp_path) -> None:
     publisher = Publisher(
         make_config(tmp_path, "sqlite://", REDIS_URL="redis://:hunter2@127.0.0.1:1/0"), max_retries=1
