@@ -308,10 +308,11 @@ def drain_rate(count: Callable[[], int], total: int, timeout: float, poll: float
     else:
         raise RuntimeError(f"only {samples[-1][1]} of {total} done after {timeout:.0f}s")
     lo, hi = 0.1 * total, 0.9 * total
-    t_lo = next(t for t, n in samples if n >= lo)
-    n_lo = next(n for t, n in samples if n >= lo)
-    t_hi = next(t for t, n in samples if n >= hi)
-    n_hi = next(n for t, n in samples if n >= hi)
+    i_lo = next(i for i, (_t, n) in enumerate(samples) if n >= lo)
+    i_hi = next(i for i, (_t, n) in enumerate(samples) if n >= hi)
+    if i_hi == i_lo:  # one commit crossed both marks between two polls (a small run): from the poll before
+        i_lo = max(i_lo - 1, 0)
+    (t_lo, n_lo), (t_hi, n_hi) = samples[i_lo], samples[i_hi]
     rate = (n_hi - n_lo) / (t_hi - t_lo) if t_hi > t_lo else float("nan")
     return {"per_s": rate, "seconds": samples[-1][0] - samples[0][0]}
 

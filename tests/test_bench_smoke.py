@@ -76,3 +76,15 @@ def test_transport_benchmark_smoke_run(tmp_path: Path) -> None:
     for (entry,) in result.values():
         assert entry["consumer_prefetch200_bulk50"]["cpu_us_per_msg"] > 0
         assert entry["noop_drain"]["per_s"] > 0
+
+
+def test_a_drain_done_in_one_commit_between_two_polls_still_has_a_rate() -> None:
+    """A small run can cross both the 10% and the 90% mark in one commit: the rate is then
+    taken from the poll before, not left undefined (it was NaN, and failed the smoke run)."""
+    import math
+
+    from bench.harness import drain_rate
+
+    seen = iter([0, 0, 100])
+    rate = drain_rate(lambda: next(seen), 100, timeout=5, poll=0.01)["per_s"]
+    assert rate > 0 and not math.isnan(rate)
