@@ -79,9 +79,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        # The app's static files (Bootstrap, its own CSS) are public, and a sandboxed plugin
+        # frame has an opaque origin: "same-origin" would keep its stylesheets from it.
+        static = scope.get("path", "").startswith("/static/")
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                if static:
+                    headers.append((b"cross-origin-resource-policy", b"cross-origin"))
                 names = {k.lower() for k, _ in headers}
                 headers += [h for h in _HEADERS if h[0] not in names]
                 if b"cache-control" not in names:

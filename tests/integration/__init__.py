@@ -469,12 +469,16 @@ class Deployment:
 
         wait_for(gone, f"PostgreSQL sessions of {worker.name} to end", timeout=timeout)
 
-    def cli(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
-        """Run the real ``services-ai`` command with this deployment's environment."""
+    def cli(
+        self, *args: str, expect: int | None = 0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real ``services-ai`` command with this deployment's environment (``input``
+        on its standard input)."""
         done = subprocess.run(
             [str(SERVICES_AI), *args],
             cwd=REPO,
             env=self.env(self.client_dir),
+            input=input,
             capture_output=True,
             text=True,
             timeout=120,

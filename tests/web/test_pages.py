@@ -119,6 +119,12 @@ def test_the_plugins_own_settings_page_is_framed_sandboxed(web: Web, admin, samp
     policy = frame.headers["content-security-policy"]
     assert policy.startswith("sandbox;") and "script-src" not in policy and "default-src 'none'" in policy
     assert frame.headers["x-frame-options"] == "SAMEORIGIN"
+    # The frame's opaque origin may load the app's public stylesheets; its pages stay same-origin.
+    assert frame.headers["cross-origin-resource-policy"] == "same-origin"
+    for sheet in re.findall(r'<link rel="stylesheet" href="([^"]+)"', frame.text):
+        served = client.get(sheet)
+        assert served.status_code == 200, sheet
+        assert served.headers.get_list("cross-origin-resource-policy") == ["cross-origin"], sheet
 
 
 def test_pages_forbid_scripts_and_framing(web: Web, admin) -> None:
