@@ -6,6 +6,7 @@ the confirmation dialog."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from pathlib import Path
@@ -19,12 +20,21 @@ from tests.integration import Deployment, lead, wait_for
 
 pytestmark = pytest.mark.integration
 
+#: ``scripts/screenshots`` sets it: the pages are saved there as the flow passes them.
+SCREENSHOTS = os.environ.get("TEST_SCREENSHOTS")
+
 PASSWORD = "correct horse battery"
 PLUGIN = "lead-insights"
 
 
 def stored_settings(deployment: Deployment) -> dict[str, object]:
     return {s["name"]: s["value"] for s in deployment.host.registry.get_settings(PLUGIN)}
+
+
+def shot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
 
 
 def submit(page: Page, target: str | Locator) -> None:
@@ -77,6 +87,7 @@ def test_admin_installs_configures_and_removes_a_plugin(
         submit(page, 'form[action="/plugins/upload"] button[type=submit]')
         expect(page.locator("#file-feedback")).to_contain_text("ZIP")
         expect(page.locator("#file")).to_have_class(re.compile("is-invalid"))
+        shot(page, "upload-refused")
         assert deployment.host.registry.plugins() == []
         page.set_input_files("#file", str(sample))
         submit(page, 'form[action="/plugins/upload"] button[type=submit]')
@@ -104,6 +115,7 @@ def test_admin_installs_configures_and_removes_a_plugin(
         expect(page.locator("#settings-error")).to_be_visible()
         expect(page.locator('[data-setting="min_score"] .invalid-feedback')).to_contain_text("100")
         expect(page.locator("#setting-min_score")).to_have_value("150")  # what was typed stays
+        shot(page, "settings-refused")
         assert stored_settings(deployment)["greeting"] == "Lead scores"
         page.fill("#setting-min_score", "40")
         submit(page, "#settings button[type=submit]")
@@ -112,6 +124,7 @@ def test_admin_installs_configures_and_removes_a_plugin(
 
         submit(page, "#toggle-plugin")
         expect(page.locator("#plugin-status")).to_have_text("Enabled")
+        shot(page, "plugin-detail")
 
         # The widget's first snapshot (beat renders it on its interval; an operator can too).
         deployment.cli("widgets", "refresh", PLUGIN)
@@ -139,6 +152,7 @@ def test_admin_installs_configures_and_removes_a_plugin(
         row = page.locator(f'#results tr[data-plugin="{PLUGIN}"]')
         expect(row).to_contain_text("success")
         expect(row.locator("pre.result")).to_contain_text('"score"')
+        shot(page, "event")
 
         # The dashboard: "render now" has the worker render it; the card's frame follows the
         # new snapshot without a page reload.
@@ -151,6 +165,28 @@ def test_admin_installs_configures_and_removes_a_plugin(
         )
         widget = page.frame_locator(f'[data-widget="{PLUGIN}"] iframe.widget-frame')
         expect(widget.locator("body")).to_contain_text("1")
+        shot(page, "dashboard")
+
+        # Its activity (the result, with timings), the ops page (isolation mode, queues) and the
+        # audit log of what this administrator did.
+        page.goto("/plugins")
+        expect(page.locator(f'#plugins tr[data-plugin="{PLUGIN}"]')).to_contain_text("enabled")
+        shot(page, "plugins")
+        page.goto(f"/plugins/{PLUGIN}/activity")
+        expect(page.locator("#results")).to_contain_text(event_id[:12])  # ids are shortened
+        expect(page.locator("#results")).to_contain_text("lead_created")
+        expect(page.locator("#error-rate")).to_have_text("0.0%")
+        shot(page, "activity")
+        page.goto("/ops")
+        expect(page.locator("#isolation-mode")).to_have_text("process")
+        expect(page.locator("#queues")).to_contain_text("events")
+        shot(page, "ops")
+        page.goto("/audit")
+        audit = page.locator("#audit")
+        for action in ("install", "grant", "enable"):
+            expect(audit).to_contain_text(action)
+        expect(audit).to_contain_text("ada")
+        shot(page, "audit")
 
         # Uninstall through the dialog: cancelling keeps it, confirming removes it.
         page.goto(f"/plugins/{PLUGIN}")

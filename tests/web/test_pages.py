@@ -54,6 +54,11 @@ def test_the_plugin_pages_walk_through_a_plugins_life(web: Web, admin, sample_zi
     assert bad.status_code == 422
     assert re.search(r'data-setting="min_score".*?is-invalid.*?invalid-feedback">[^<]*100', bad.text, re.S)
     assert web.host.registry.typed_settings("lead-insights")["greeting"] == "Lead scores"
+    untouched = client.post(
+        "/plugins/lead-insights/settings", data={"csrftoken": token, "greeting": "Hi", "api_key": ""}
+    )
+    assert _flash(untouched.text) == ["settings saved"]
+    assert 'placeholder="not set"' in untouched.text  # an empty secret field sets nothing
     good = client.post(
         "/plugins/lead-insights/settings",
         data={
@@ -73,6 +78,13 @@ def test_the_plugin_pages_walk_through_a_plugins_life(web: Web, admin, sample_zi
         "k-123456",
     )
     assert "k-123456" not in good.text  # secrets are never sent back to the browser
+    # The secret's field comes back empty; saving the form again leaves the stored key alone.
+    again = client.post(
+        "/plugins/lead-insights/settings", data={"csrftoken": token, "min_score": "71", "api_key": ""}
+    )
+    assert _flash(again.text) == ["settings saved"]
+    typed = web.host.registry.typed_settings("lead-insights")
+    assert (typed["min_score"], typed["api_key"]) == (71, "k-123456")
     enabled = client.post("/plugins/lead-insights/enable", data={"csrftoken": token})
     assert _flash(enabled.text) == ["enabled lead-insights"] and 'id="plugin-status">Enabled' in enabled.text
     detail = client.get("/plugins/lead-insights").text

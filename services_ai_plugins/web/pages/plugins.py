@@ -138,6 +138,8 @@ async def save_settings(request: Request, host: HostDep, who: Admin, plugin_id: 
     values: dict[str, Any] = {}
     for spec in plugin.settings or []:
         sent = [v for v in form.getlist(spec["name"]) if isinstance(v, str)]
+        if spec.get("type") == "password" and not any(sent):
+            continue  # a secret's field is never filled in: left empty, it keeps what is stored
         if sent:
             # A checkbox comes as a hidden "false" followed by "true" when ticked: the last wins.
             values[spec["name"]] = sent[-1]
