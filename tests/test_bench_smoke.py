@@ -17,6 +17,7 @@ from tests.helpers import REPO
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
+@pytest.mark.timeout(660)  # past the run's own 600 s, so a stuck run fails with its output
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
