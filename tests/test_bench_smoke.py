@@ -89,3 +89,43 @@ def test_a_drain_done_in_one_commit_between_two_polls_still_has_a_rate() -> None
     seen = iter([0, 0, 100])
     rate = drain_rate(lambda: next(seen), 100, timeout=5, poll=0.01)["per_s"]
     assert rate > 0 and not math.isnan(rate)
+
+
+def test_dashboard_http_benchmark_smoke_run(tmp_path: Path) -> None:
+    """``python -m bench.dashboard`` in a small run: the real web server answers the trivial
+    endpoint, the 304 poll and the full list as the bench expects, and no widget re-renders."""
+    out = tmp_path / "dashboard.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.dashboard",
+            "--widgets",
+            "5",
+            "--rounds",
+            "2",
+            "--seconds",
+            "0.3",
+            "--rate",
+            "50",
+            "--database",
+            f"sai_bench_dashboard_{uuid.uuid4().hex[:8]}",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| `/api/v1/widgets`, 304 (5 widgets) |" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["widgets"] == 5 and len(result["rounds"]) == 2
+    assert result["full_body_bytes"] > 500  # five snapshots' HTML
+    for endpoint in ("trivial", "not_modified", "full"):
+        assert result["per_s"][endpoint] > 0
+        at_rate = result["latency_at_rate"][endpoint]
+        assert at_rate["p99_ms"] >= at_rate["p50_ms"] > 0 and at_rate["n"] >= 50
+    assert result["ratio_to_trivial"]["full"] > 0 and result["ratio_to_trivial"]["not_modified"] > 0
