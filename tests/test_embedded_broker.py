@@ -148,6 +148,11 @@ def test_worker_beat_and_publish_in_three_processes_with_no_server(
     assert status["broker"]["url"] == f"sqlite:///{env['SERVICES_AI_DATA_DIR']}/broker.db"
     assert status["events"]["done"] == 1
     assert "127.0.0.1:6379" not in procs.log("worker")
+    # The queued events and the database are the host's user's alone (sandboxes run as others).
+    data = Path(env["SERVICES_AI_DATA_DIR"])
+    for name in ("broker.db", "broker.db-wal", "services_ai.db", "services_ai.db-wal"):
+        if (data / name).exists() or not name.endswith("-wal"):
+            assert (data / name).stat().st_mode & 0o777 == 0o600, name
 
 
 def test_a_killed_worker_loses_nothing(shells: tuple[dict[str, str], Processes, Host]) -> None:

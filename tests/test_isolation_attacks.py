@@ -3,14 +3,17 @@ showing what they could not do; under ``inline`` the same attacks succeed (the t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import services_ai_plugins
+from services_ai_plugins.calling.sandbox.protections import can_switch_users
 from services_ai_plugins.host import Host
 from services_ai_plugins.pipeline.processor import Incoming
-from tests.helpers import DATA, SECRET_KEY, make_config
+from tests.helpers import DATA, SECRET_KEY, make_config, manifest_for, write_plugin
 
 ATTACKS = DATA / "attacks"
 
@@ -48,3 +51,135 @@ def test_reading_the_hosts_environment(host: Host) -> None:
         assert result["read_parent_environ"] == "got: no secret" or result["read_parent_environ"].startswith(
             "got:"
         )
+
+
+# -- the hostile plugin: many tries in one call -------------------------------------------------
+
+BYSTANDER = """
+from services_ai_plugins import hookimpl
+
+@hookimpl
+def lead_created(lead, context):
+    return {"status": "success", "saw": lead.get("email")}
+"""
+
+
+@pytest.fixture
+def db_socket() -> Iterator[str]:
+    """A unix socket in /run that anyone may connect to, as a local database's is."""
+    import socket
+    import uuid
+
+    path = f"/run/sai-attack-{uuid.uuid4().hex[:8]}.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(8)
+    yield path
+    server.close()
+    os.unlink(path)
+
+
+def _hostile(host: Host, tmp_path: Path, db_socket: str, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, str]:
+    from services_ai_plugins.lifecycle import runtime
+
+    original = runtime.can_call
+    monkeypatch.setattr(runtime, "can_call", original)  # put back whatever inline does
+    # Another plugin that declares lead_created but was not granted lead_access.
+    bystander = host.registry.install(
+        write_plugin(tmp_path / "bystander", manifest_for("bystander"), BYSTANDER)
+    ).plugin.id
+    host.registry.enable(bystander)
+    sha = next(v.sha256 for v in host.registry.show(bystander).versions or [] if v.current)
+    other_code = host.codes.root / sha
+    assert other_code.is_dir()
+    plugin_id = host.registry.install(ATTACKS / "hostile").plugin.id
+    host.registry.grant(plugin_id, "lead_access")
+    host.registry.enable(plugin_id)
+    where = {
+        "database_file": str(host.db.engine.url.database) if host.db.dialect == "sqlite" else "/nonexistent",
+        "postgres_socket": db_socket,
+        "other_code": str(other_code),
+        "host_code": str(Path(services_ai_plugins.__file__).parent),
+    }
+    host.processor.process(
+        [
+            Incoming(
+                {
+                    "type": "lead.created",
+                    "event_id": "h1",
+                    "data": {"id": "L1", "custom_fields": {"attack": where}},
+                }
+            )
+        ]
+    )
+    result = next(r for r in host.events.show("h1")["results"] if r["plugin_id"] == plugin_id)
+    # A second event: had the gate been replaced in the host, the bystander would see it.
+    host.processor.process(
+        [Incoming({"type": "lead.created", "event_id": "h2", "data": {"id": "L2", "email": "a@b.example"}})]
+    )
+    seen = {r["plugin_id"] for r in host.events.show("h2")["results"]}
+    assert bystander not in seen  # the host's targets are computed per registry revision
+    return result, ("host's gate replaced" if runtime.can_call is not original else "host's gate intact")
+
+
+def test_a_hostile_plugin_is_stopped_at_each_try(
+    host: Host, tmp_path: Path, db_socket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proves: in its sandbox a plugin cannot read the host's secrets (environment, its parent's
+    environment, host objects, the database file), cannot reach a database (TCP or a unix socket
+    in /run), cannot write its own, another plugin's or the host's code or leave files in the
+    shared /dev/shm and /var/tmp, cannot fork or signal the host, and replacing the permission gate
+    changes nothing outside its sandbox. Inline, the same tries succeed (what that mode trusts)."""
+    result, gate = _hostile(host, tmp_path, db_socket, monkeypatch)
+    r = result["result"]
+    planted = [
+        Path(v.removeprefix("got: "))
+        for k, v in r.items()
+        if k.startswith("write_") and isinstance(v, str) and v.startswith("got: ")
+    ]
+    try:
+        if host.config.plugin_isolation == "process":
+            assert result["status"] == "success", result
+            denied = {k: v for k, v in r.items() if isinstance(v, str) and v.startswith("denied:")}
+            expected = {
+                "env_secret",
+                "env_database",
+                "parent_environ",
+                "host_objects",
+                "database_file",
+                "postgres_tcp",
+                "redis_tcp",
+                "postgres_socket",
+                "write_own_code",
+                "write_other_code",
+                "write_host_code",
+                "write_dev_shm",
+                "write_var_tmp",
+                "fork",
+            }
+            if can_switch_users():
+                expected.add("signal_parent")  # another user may not signal the host
+            assert expected <= set(denied), {k: r[k] for k in expected - set(denied)}
+            assert "thread" not in denied or "Runtime" in denied["thread"]
+            # What it may do stays inside: its own timer is not the host's clock, and its
+            # replaced gate is its own process's.
+            assert r["replace_gate"].startswith("got:") and gate == "host's gate intact"
+            assert not planted
+        else:  # inline: the same plugin, trusted, gets all of it
+            got = {k for k, v in r.items() if isinstance(v, str) and v.startswith("got:")}
+            assert {
+                "env_secret",
+                "host_objects",
+                "postgres_tcp",
+                "redis_tcp",
+                "postgres_socket",
+                "write_other_code",
+                "write_host_code",
+                "fork",
+                "replace_gate",
+            } <= got, r
+            assert gate == "host's gate replaced"  # in force from the next registry change
+    finally:
+        for path in planted:
+            path.unlink(missing_ok=True)

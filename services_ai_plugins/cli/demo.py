@@ -328,6 +328,9 @@ def _pipeline(host: Host, count: int, procs: _Processes, out: Console) -> dict[s
 def demo(count: int) -> None:
     """Run the whole pipeline once, with a real worker and beat, and report what happened (no
     Redis or PostgreSQL needed)."""
+    # Its logs and the export it writes hold the demo's personal data: the host's user alone
+    # reads them (a plugin's sandbox runs as another user).
+    os.umask(0o077)
     run(count)
 
 

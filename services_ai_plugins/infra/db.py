@@ -33,12 +33,23 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def private_sqlite_file(path: str | None) -> None:
+    """Make a SQLite database file (and its folder) before SQLite does, readable by the host's
+    user alone: it holds every lead's data (the database) or every queued event (the embedded
+    broker), and a plugin's sandbox runs as another user. SQLite gives its -wal and -shm files
+    the database file's mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)  # made by an older version, or under another umask
+    for extra in (path + "-wal", path + "-shm"):
+        if os.path.exists(extra):
+            os.chmod(extra, 0o600)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # The file holds every lead's data and the secrets' ciphertexts: the host's user alone.
-    for _seq, name, path in cur.execute("PRAGMA database_list").fetchall():
-        if name == "main" and path and os.path.exists(path):
-            os.chmod(path, 0o600)
     # WAL lets readers (the dashboard) run beside a writing worker; the busy timeout makes
     # concurrent writers wait instead of failing.
     cur.execute("PRAGMA journal_mode=WAL")
@@ -60,9 +71,7 @@ class Database:
         self.dialect = parsed.get_backend_name()
         kw: dict[str, Any] = {"pool_pre_ping": True, "future": True}
         if self.dialect == "sqlite":
-            db_path = parsed.database
-            if db_path and db_path != ":memory:":
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(parsed.database)
             kw["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kw.update(pool_size=5, max_overflow=5, pool_recycle=1800)

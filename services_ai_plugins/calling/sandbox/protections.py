@@ -47,6 +47,7 @@ _CLONE_NEWNET = 0x40000000
 _MS_RDONLY = 1
 _MS_NOSUID = 2
 _MS_NODEV = 4
+_MS_NOEXEC = 8
 _MS_REMOUNT = 32
 _MS_BIND = 4096
 _MS_REC = 16384
@@ -140,9 +141,16 @@ def _reachable(path: str) -> bool:
 WORK = "/tmp/work"  # noqa: S108 - inside the sandbox's own tmpfs, not the host's /tmp
 
 
+#: Shared scratch and socket folders the sandbox gets empty ones of its own over (a small tmpfs
+#: each): what other processes leave there (files, and unix sockets such as PostgreSQL's in
+#: /run/postgresql, which a local "trust" rule would let anyone use) stays out of its reach.
+COVERED = ("/tmp", "/var/tmp", "/dev/shm", "/run")  # noqa: S108
+
+
 def _covered(path: str) -> bool:
-    """Under the host's ``/tmp``, which the sandbox's own tmpfs hides (a data folder there)."""
-    return os.path.realpath(path).startswith("/tmp/")  # noqa: S108
+    """Under a folder the sandbox's own tmpfs hides (say, a data folder under ``/tmp``)."""
+    real = os.path.realpath(path)
+    return any(real.startswith(root + os.sep) for root in COVERED)
 
 
 #: The host's own packages the sandbox imports (an editable install finds them through a
@@ -183,6 +191,9 @@ def _private_view(paths: list[str], packages: list[str] = []) -> dict[str, str] 
     # Held open: /tmp is about to be covered, and what we bind may lie under it.
     held = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in [os.getcwd(), *wanted]}
     _mount("tmpfs", "/tmp", _MS_NOSUID | _MS_NODEV, "tmpfs", "size=64m,mode=0755")  # noqa: S108
+    for shared in COVERED[1:]:
+        if os.path.isdir(shared) and not os.path.islink(shared):
+            _mount("tmpfs", shared, _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "tmpfs", "size=1m,mode=0755")
     os.makedirs(WORK)
     _mount(f"/proc/self/fd/{held[os.getcwd()]}", WORK, _MS_BIND)
     moved: dict[str, str] = {}
@@ -252,7 +263,7 @@ def apply(
     if can_switch_users():  # a user of its own follows: it must still reach Python and the code
         moved = _private_view([*sys.path, *([code_root] if code_root else [])], _host_packages())
         if moved is not None:
-            active.append("private /tmp and working folder (mount namespace)")
+            active.append("private /tmp, /var/tmp, /dev/shm and /run, own working folder (mount namespace)")
             if code_root and code_root in moved:
                 code_root = moved[code_root]
     if not network:

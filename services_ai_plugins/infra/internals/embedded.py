@@ -14,7 +14,6 @@ import threading
 import time
 import warnings
 from json import dumps, loads
-from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -22,6 +21,8 @@ from kombu.transport import sqlalchemy as kombu_sql
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+from services_ai_plugins.infra.db import private_sqlite_file
 
 __all__ = ["PRIVATE_NAMES", "Channel", "Transport"]
 
@@ -132,8 +133,8 @@ class Channel(kombu_sql.Channel):
         options = {k: v for k, v in info.transport_options.items() if k not in _OWN_OPTIONS}
         busy_ms = int(float(info.transport_options.get("busy_timeout", 30.0)) * 1000)
         url = make_url(info.hostname)
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # the data folder, on first use
+        if url.get_backend_name() == "sqlite":
+            private_sqlite_file(url.database)  # the data folder, on first use; the host's alone
         engine = create_engine(url, **options)
         if engine.dialect.name == "sqlite":
 
