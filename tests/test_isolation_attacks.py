@@ -4,6 +4,7 @@ showing what they could not do; under ``inline`` the same attacks succeed (the t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +184,66 @@ def test_a_hostile_plugin_is_stopped_at_each_try(
     finally:
         for path in planted:
             path.unlink(missing_ok=True)
+
+
+# -- time, memory and what outlives a call ------------------------------------------------------
+
+
+def _trick(host: Host, event_id: str, trick: str, notes: str = "") -> dict:
+    plugin_id = "tricks"
+    if host.registry.plugins() == []:
+        host.registry.install(ATTACKS / "tricks")
+        host.registry.grant(plugin_id, "lead_access")
+        host.registry.enable(plugin_id)
+    data = {"id": event_id, "source": trick, "notes": notes}
+    host.processor.process([Incoming({"type": "lead.created", "event_id": event_id, "data": data})])
+    return next(r for r in host.events.show(event_id)["results"] if r["plugin_id"] == plugin_id)
+
+
+def test_a_plugin_cannot_switch_its_time_limit_off(host: Host) -> None:
+    """Proves: timers off, SIGALRM and SIGTERM ignored, a 30 s sleep against a 2 s limit is
+    stopped by the host on the wall clock and stored as a timeout; inline a 3 s one runs to its
+    end and is stored as a success."""
+    process = host.config.plugin_isolation == "process"
+    started = time.monotonic()
+    result = _trick(host, "t1", "timer", notes="30" if process else "3")
+    took = time.monotonic() - started
+    if process:
+        assert result["status"] == "timeout", result
+        assert took < 25, took  # stopped by the host, long before the plugin would return
+        # Its sandbox was replaced: the next call is served at once.
+        again = _trick(host, "t2", "timer", notes="0")
+        assert again["status"] == "success", again
+    else:
+        assert result["status"] == "success" and took >= 3.0, (result, took)
+
+
+def test_a_plugin_cannot_take_4_gb(host: Host) -> None:
+    """Proves: the sandbox's memory limit (512 MB) refuses 4 GB; inline there is none (1 GB, a
+    test-sized proof, is granted)."""
+    size = 4 * 1024**3 if host.config.plugin_isolation == "process" else 1024**3
+    result = _trick(host, "m1", "memory", notes=str(size))
+    assert result["status"] == "success", result
+    if host.config.plugin_isolation == "process":
+        assert result["result"]["memory"] == "denied: MemoryError"
+    else:
+        assert result["result"]["memory"] == f"got: {size} bytes"
+
+
+def test_nothing_a_plugin_starts_outlives_its_call(host: Host, tmp_path: Path) -> None:
+    """Proves: in its sandbox a plugin can start neither a thread nor a process; inline, both
+    run on after the hook has returned."""
+    marker = tmp_path / "lingered"
+    result = _trick(host, "l1", "linger", notes=str(marker))["result"]
+    if host.config.plugin_isolation == "process":
+        assert result["thread"].startswith("denied:") and result["child"].startswith("denied:"), result
+        time.sleep(1.5)
+        assert not marker.exists()
+    else:
+        assert (result["thread"], result["child"]) == ("got: started", "got: forked")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            marker.exists() and marker.read_text().count("still running") == 2
+        ):
+            time.sleep(0.1)
+        assert marker.read_text().count("still running") == 2

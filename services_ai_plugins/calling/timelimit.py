@@ -69,14 +69,22 @@ def call_with_time_limit(fn: Callable[[], T], seconds: float) -> T:
     if previous is not _on_alarm:
         _signal.signal(_SIGALRM, _on_alarm)
     started = time.monotonic() if foreign else 0.0
-    _armed = True
-    outer_delay, outer_interval = _setitimer(_ITIMER_REAL, seconds, _REFIRE_SECONDS)
+    outer_delay = outer_interval = 0.0
     try:
-        return fn()
+        # The alarm can also land between arming and the call, or as the call returns and
+        # before it is disarmed: all of it is the call's time, so a timeout too (it was
+        # "error: _Alarm" before).
+        try:
+            _armed = True
+            outer_delay, outer_interval = _setitimer(_ITIMER_REAL, seconds, _REFIRE_SECONDS)
+            return fn()
+        finally:
+            _setitimer(_ITIMER_REAL, 0, 0)
+            _armed = False
     except _Alarm:
+        _setitimer(_ITIMER_REAL, 0, 0)  # it may have landed before the disarm above
         raise PluginTimeout(seconds) from None
     finally:
-        _setitimer(_ITIMER_REAL, 0, 0)
         _armed = False
         if foreign:
             _signal.signal(_SIGALRM, previous)
