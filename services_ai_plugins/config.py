@@ -119,6 +119,15 @@ class Config(BaseSettings):
     web_secure_cookies: bool = Field(
         default=True, description="Session cookies only over HTTPS (browsers exempt localhost)."
     )
+    web_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description=(
+            "How long a web process reuses a token check and the dashboard's widget-list tag "
+            "(a revoked token stops, a new snapshot shows, at most this much later; 0: never)."
+        ),
+    )
     web_max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

@@ -30,7 +30,7 @@ from services_ai_plugins.infra.db import Database
 from services_ai_plugins.infra.models import ApiToken, LoginAttempt, User, utcnow
 from services_ai_plugins.lifecycle.rows import audit
 
-__all__ = ["ROLES", "SCOPES", "AccountService", "TokenView", "UserView"]
+__all__ = ["ROLES", "SCOPES", "AccountService", "TokenView", "UserView", "token_digest"]
 
 Role = Literal["admin", "viewer"]
 Scope = Literal["admin", "dashboard", "publish"]
@@ -88,7 +88,7 @@ def _token_view(t: ApiToken) -> TokenView:
     )
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
@@ -218,7 +218,7 @@ class AccountService:
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.session() as s:
             row = ApiToken(
-                token_sha256=_digest(secret),
+                token_sha256=token_digest(secret),
                 prefix=secret[:10],
                 scope=scope,
                 name=name,
@@ -256,7 +256,7 @@ class AccountService:
         last-use time is written at most once a minute."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > MAX_TOKEN:
             return None
-        rows = self.db.read(self._by_digest.where(ApiToken.token_sha256 == _digest(secret)))
+        rows = self.db.read(self._by_digest.where(ApiToken.token_sha256 == token_digest(secret)))
         if not rows:
             return None
         token_id, scope, name, last_used = rows[0]

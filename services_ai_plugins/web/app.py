@@ -29,6 +29,7 @@ from services_ai_plugins.errors import ServicesAIError
 from services_ai_plugins.host import Host
 from services_ai_plugins.web import errors
 from services_ai_plugins.web.auth import Principal, from_request
+from services_ai_plugins.web.caching import RecentMap, WidgetList
 from services_ai_plugins.web.security import BodyLimit, SecurityHeaders, derived, session_key
 from services_ai_plugins.web.templating import render
 
@@ -78,6 +79,8 @@ def create_app(host: Host | None = None, config: Config | None = None) -> FastAP
         default_response_class=JSON,
     )
     app.state.host = host
+    app.state.tokens = RecentMap[str, tuple[int, str, str]](config.web_cache_seconds)
+    app.state.widget_list = WidgetList(config.web_cache_seconds)
 
     key = session_key(config)
     # Added innermost first: the session inside the body cap, inside the headers.

@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from services_ai_plugins.errors import AccessDeniedError, AuthenticationError
+from services_ai_plugins.features.accounts import token_digest
 from services_ai_plugins.host import Host
 from services_ai_plugins.web.security import SAFE_METHODS, check_csrf
 
@@ -98,7 +99,10 @@ def _identify(request: Request) -> Principal | None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise AuthenticationError("the Authorization header must be: Bearer TOKEN")
-        found = _host(request).accounts.token(secret.strip())
+        secret = secret.strip()
+        found = request.app.state.tokens.get(
+            token_digest(secret), lambda: _host(request).accounts.token(secret)
+        )
         if found is None:
             raise AuthenticationError("the token is not valid (wrong, or revoked)")
         token_id, scope, name = found

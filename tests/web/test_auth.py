@@ -4,6 +4,7 @@ login rate limit, and the user and token commands."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -78,12 +79,15 @@ def test_each_scope_opens_only_its_part(web: Web) -> None:
     assert refused["error"] == "AccessDeniedError" and "admin token" in refused["detail"]
 
 
-def test_a_revoked_token_is_refused_at_once(web: Web) -> None:
+def test_a_revoked_token_is_refused_once_the_cache_second_is_up(web: Web) -> None:
+    """A web process reuses a token check for ``web_cache_seconds`` (1 s): a token revoked
+    (with the CLI, in another process) is refused from then on."""
     client = web.new_client()
     view, secret = web.host.accounts.create_token("admin", "short-lived")
     auth = {"Authorization": f"Bearer {secret}"}
     assert client.get("/api/v1/plugins", headers=auth).status_code == 200
     web.host.accounts.revoke_token(view.id)
+    time.sleep(web.host.config.web_cache_seconds)
     assert client.get("/api/v1/plugins", headers=auth).status_code == 401
 
 
@@ -265,6 +269,7 @@ def test_user_and_token_commands(web: Web, env: None) -> None:
     assert "wallboard" in listing and secret not in listing
     token_id = next(t.id for t in web.host.accounts.tokens() if t.name == "wallboard")
     assert runner.invoke(cli, ["token", "revoke", str(token_id)]).exit_code == 0
+    time.sleep(web.host.config.web_cache_seconds)
     assert (
         web.new_client().get("/api/v1/widgets", headers={"Authorization": f"Bearer {secret}"}).status_code
         == 401

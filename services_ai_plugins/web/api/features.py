@@ -30,12 +30,15 @@ def _matches(request: Request, tag: str) -> bool:
     return any(t.strip().removeprefix("W/") in (tag, "*") for t in sent.split(","))
 
 
-def _tagged(request: Request, tag: str, build: Any) -> Response:
+def _tagged(request: Request, tag: str, build: Any, body: Any = None) -> Response:
+    """304 when the client holds ``tag``; else the JSON of ``build()`` (or ``body(tag, make)``,
+    which may hand back what it built for the same tag before)."""
     quoted = f'"{tag}"'
     headers = {"ETag": quoted, "Cache-Control": REVALIDATE}
     if _matches(request, quoted):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(dumps(build()), media_type="application/json", headers=headers)
+    content = body(tag, lambda: dumps(build())) if body is not None else dumps(build())
+    return Response(content, media_type="application/json", headers=headers)
 
 
 @router.get(
@@ -47,8 +50,8 @@ def _tagged(request: Request, tag: str, build: Any) -> Response:
 def widgets(request: Request, host: HostDep, _: Dashboard) -> Response:
     """Read from the database alone (no plugin runs). Send the ``ETag`` back in
     ``If-None-Match``: while nothing changed the answer is 304 with no body."""
-    service = host.widgets
-    return _tagged(request, service.list_tag(), service.snapshots)
+    service, cache = host.widgets, request.app.state.widget_list
+    return _tagged(request, cache.tag.get(service.list_tag), service.snapshots, cache.body)
 
 
 @router.get(
