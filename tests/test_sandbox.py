@@ -173,3 +173,24 @@ def test_a_process_killed_while_running_a_plugin_is_counted_against_it(host: Hos
     assert host.count_killed_processes() == [bad]
     assert host.registry.show(bad).problems["crash"]["count"] == 1
     assert host.count_killed_processes() == []  # counted once
+
+
+def test_a_sandbox_starts_under_a_strict_umask(host: Host, tmp_path: Path) -> None:
+    """A host run under umask 077 (the demo's, and many deployments') still gives its sandboxes
+    the standard library: the folders the sandbox's mount namespace makes are enterable."""
+    plugin_id = _add(
+        host,
+        tmp_path,
+        "Umask",
+        "from services_ai_plugins import hookimpl\n\n"
+        "@hookimpl\ndef lead_created(lead, context):\n"
+        "    import fractions  # a standard-library module the sandbox has not loaded yet\n"
+        "    return {'status': 'success', 'half': str(fractions.Fraction(1, 2))}\n",
+    )
+    old = os.umask(0o077)
+    try:
+        host.processor.process([_lead(1)])
+    finally:
+        os.umask(old)
+    result = _result(host, "e1", plugin_id)
+    assert (result["status"], result["result"]["half"]) == ("success", "1/2"), result

@@ -188,6 +188,9 @@ def _private_view(paths: list[str], packages: list[str] = []) -> dict[str, str] 
             )
         return None
     _mount(None, "/", _MS_REC | _MS_PRIVATE)
+    # The folders made below must be enterable by the sandbox's user whatever umask the host
+    # runs under (a deployment's 077 made /tmp/.exposed root's alone: no standard library).
+    os.umask(0o022)
     # Held open: /tmp is about to be covered, and what we bind may lie under it.
     held = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in [os.getcwd(), *wanted]}
     _mount("tmpfs", "/tmp", _MS_NOSUID | _MS_NODEV, "tmpfs", "size=64m,mode=0755")  # noqa: S108
