@@ -7,12 +7,15 @@ anywhere else is refused by name, and so is ``"5"`` where a number belongs.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -40,6 +43,31 @@ Long = Annotated[StrictStr, Field(max_length=20_000)]
 # Strict float still takes an int (5 -> 5.0) but never "5", true or NaN.
 Money = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 
+#: custom_fields may hold this many keys and list items in all, nested this deep at most.
+MAX_CUSTOM_ITEMS = 1000
+MAX_CUSTOM_DEPTH = 10
+
+
+def _bounded(fields: dict[str, Any]) -> dict[str, Any]:
+    """Refuse custom fields with too many keys and items in all, or nested too deep (the size
+    cap alone lets 100,000 tiny keys through, which every plugin would then be sent)."""
+    count, stack = 0, [(fields, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_CUSTOM_DEPTH:
+            raise ValueError(f"is nested more than {MAX_CUSTOM_DEPTH} levels deep")
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            count += 1
+            if count > MAX_CUSTOM_ITEMS:
+                raise ValueError(f"holds more than {MAX_CUSTOM_ITEMS} keys and list items in all")
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return fields
+
+
+CustomFields = Annotated[dict[str, JsonValue], AfterValidator(_bounded)]
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,7 +85,7 @@ class Lead(_Record):
     status: Annotated[StrictStr, Field(max_length=64)] | None = None
     notes: Long | None = None
     created_at: AwareDatetime | None = None
-    custom_fields: dict[str, JsonValue] = Field(default_factory=dict)
+    custom_fields: CustomFields = Field(default_factory=dict)
 
 
 class Booking(_Record):
@@ -73,7 +101,7 @@ class Booking(_Record):
     price: Money | None = None
     notes: Long | None = None
     created_at: AwareDatetime | None = None
-    custom_fields: dict[str, JsonValue] = Field(default_factory=dict)
+    custom_fields: CustomFields = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _times(self) -> Booking:
@@ -190,6 +218,40 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> LeadCreated | BookingCreat
             [FieldError("type", f"{shown[:60]} is not an event type ({', '.join(EVENT_TYPES)})")],
         )
     try:
-        return _ADAPTER.validate_python(data)
+        model = _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise ContractError.from_validation_error("event", exc) from None
+    check_encoded(model)
+    return model
+
+
+def check_encoded(model: BaseModel) -> None:
+    """The event's encoded form held to the size cap, whatever form it came in (a dict, a
+    model); NUL characters and numbers JSON cannot carry (beyond 64 bits, NaN, infinities)
+    refused by name, not later as a broker or a database error."""
+    data = model.model_dump()
+    try:
+        encoded = orjson.dumps(data)
+    except (TypeError, OverflowError, orjson.JSONEncodeError) as exc:
+        reason = "holds a number JSON cannot carry (integers are limited to 64 bits)"
+        raise ContractError("event", [FieldError("data", f"{reason}: {str(exc)[:80]}")]) from None
+    if len(encoded) > MAX_EVENT_BYTES:
+        raise ContractError(
+            "event", [FieldError("", f"is {len(encoded)} bytes encoded; the limit is {MAX_EVENT_BYTES}")]
+        )
+    if b"\\u0000" in encoded:
+        raise ContractError("event", [FieldError("data", "holds a NUL character (\\x00)")])
+    if b"null" in encoded and _has_non_finite(data):  # orjson writes NaN as null
+        raise ContractError(
+            "event", [FieldError("data", "holds NaN or an infinity, which JSON cannot carry")]
+        )
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False

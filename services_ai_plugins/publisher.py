@@ -13,14 +13,12 @@ configuration.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import orjson
 from pydantic import BaseModel
 
-from schemas.errors import ContractError, FieldError
-from schemas.events import MAX_EVENT_BYTES, BookingCreated, BookingUpdated, LeadCreated, parse_event
+from schemas.errors import ContractError
+from schemas.events import BookingCreated, BookingUpdated, LeadCreated, check_encoded, parse_event
 from services_ai_plugins.config import Config, get_config
 from services_ai_plugins.errors import BrokerUnavailableError, EventError
 from services_ai_plugins.infra.broker import EVENT_TASK, EVENTS_QUEUE, safe_url, sender_app
@@ -40,40 +38,11 @@ def validate(event: dict[str, Any] | str | bytes | BaseModel) -> Envelope:
         if model is None:
             if isinstance(event, BaseModel):
                 event = event.model_dump(mode="json")
-            model = parse_event(event)
-        _check_encoded(model)
+            return parse_event(event)  # its encoded form checked there, as at the worker
+        check_encoded(model)
         return model
     except ContractError as exc:
         raise EventError(exc) from None
-
-
-def _check_encoded(model: Envelope) -> None:
-    data = model.model_dump()
-    try:
-        encoded = orjson.dumps(data)
-    except (TypeError, OverflowError, orjson.JSONEncodeError) as exc:
-        reason = "holds a number JSON cannot carry (integers are limited to 64 bits)"
-        raise ContractError("event", [FieldError("data", f"{reason}: {str(exc)[:80]}")]) from None
-    if len(encoded) > MAX_EVENT_BYTES:
-        raise ContractError(
-            "event", [FieldError("", f"is {len(encoded)} bytes encoded; the limit is {MAX_EVENT_BYTES}")]
-        )
-    if b"\\u0000" in encoded:
-        raise ContractError("event", [FieldError("data", "holds a NUL character (\\x00)")])
-    if b"null" in encoded and _has_non_finite(data):  # orjson writes NaN as null
-        raise ContractError(
-            "event", [FieldError("data", "holds NaN or an infinity, which JSON cannot carry")]
-        )
-
-
-def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_non_finite(v) for v in value)
-    return False
 
 
 class Publisher:

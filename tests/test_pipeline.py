@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.models import DeadLetter, EventRecord, HookResult
 from services_ai_plugins.pipeline.processor import ACK, RETRY, EventProcessor, Incoming, backoff
+from services_ai_plugins.pipeline.rows import MAX_DEAD_PAYLOAD
 from tests.helpers import make_config, manifest_for, write_plugin
 
 RECORDER = """
@@ -238,6 +239,41 @@ def test_malformed_events_go_to_the_dead_letter_store_and_the_rest_are_processed
         "event: type: 'lead.exploded' is not an event type (lead.created, booking.created, booking.updated)",
     ]
     assert host.events.show("bad-1")["status"] == "dead"
+
+
+def test_bodies_that_bypassed_publish_are_held_to_the_same_caps_at_the_worker(
+    host: Host, processor: EventProcessor, tmp_path: Path
+) -> None:
+    """Another client can put any dict on the queue: over the size cap, 100,000 keys, a NUL,
+    a number beyond 64 bits. Each is dead-lettered once with the reason, and never stored whole
+    or sent to a plugin; the good event beside them is processed."""
+    log = tmp_path / "any.log"
+    add_plugin(host, tmp_path, "Any", RECORDER.format(log=str(log)))
+    hostile = {
+        "huge": {"custom_fields": {f"k{i}": "x" * 1100 for i in range(300)}},
+        "keys": {"custom_fields": {f"k{i}": i for i in range(100_000)}},
+        "nul": {"name": "Ada\x00"},
+        "big-int": {"custom_fields": {"n": 2**70}},
+    }
+    report = processor.process(
+        [
+            *(
+                Incoming({"type": "lead.created", "event_id": f"h-{name}", "data": {"id": "L", **data}})
+                for name, data in hostile.items()
+            ),
+            Incoming(lead(1)),
+        ]
+    )
+    assert {d.action for d in report.dispositions} == {ACK}  # none requeued
+    assert (report.events, report.dead) == (1, 4)
+    reasons = {d["event_id"]: d["reason"] for d in host.events.dead_letters()}
+    assert "limit is 262144" in reasons["h-huge"]
+    assert "more than 1000 keys" in reasons["h-keys"]
+    assert "NUL character" in reasons["h-nul"]
+    assert "number JSON cannot carry" in reasons["h-big-int"]
+    # Kept to fix and replay, but never past the cap (the 100,000 keys were 1.1 MB).
+    assert all(len(d["payload"]) <= MAX_DEAD_PAYLOAD for d in host.events.dead_letters())
+    assert log.read_text().split() == [lead(1)["event_id"]]  # no plugin saw a hostile one
 
 
 def test_transient_database_failure_asks_for_a_retry_with_backoff(
