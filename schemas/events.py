@@ -51,7 +51,8 @@ MAX_CUSTOM_DEPTH = 10
 def _bounded(fields: dict[str, Any]) -> dict[str, Any]:
     """Refuse custom fields with too many keys and items in all, or nested too deep (the size
     cap alone lets 100,000 tiny keys through, which every plugin would then be sent)."""
-    count, stack = 0, [(fields, 1)]
+    count = 0
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(fields, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > MAX_CUSTOM_DEPTH:
