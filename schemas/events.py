@@ -201,10 +201,14 @@ def canonical_type(name: object) -> str | None:
     return dotted if dotted in EVENT_MODELS else None
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> LeadCreated | BookingCreated | BookingUpdated:
+def parse_event(raw: object) -> LeadCreated | BookingCreated | BookingUpdated:
     """Validate an event envelope (a dict or JSON), raising :class:`ContractError` per field.
 
     The type may be written ``lead.created`` or ``lead-created``; it is stored dotted."""
+    if not isinstance(raw, dict | str | bytes):  # a task sent with args=[42], or none at all
+        name = type(raw).__name__
+        shown = "nothing" if raw is None else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+        raise ContractError("event", [FieldError("", f"must be a JSON object, not {shown}")])
     data = raw if isinstance(raw, dict) else strict_json_loads(raw, "event", MAX_EVENT_BYTES)
     if not isinstance(data, dict):
         raise ContractError("event", [FieldError("", "must be a JSON object")])

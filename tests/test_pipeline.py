@@ -261,16 +261,22 @@ def test_bodies_that_bypassed_publish_are_held_to_the_same_caps_at_the_worker(
                 Incoming({"type": "lead.created", "event_id": f"h-{name}", "data": {"id": "L", **data}})
                 for name, data in hostile.items()
             ),
+            Incoming(42),  # a task sent with args=[42]
+            Incoming(None),  # ... or with no argument
             Incoming(lead(1)),
         ]
     )
-    assert {d.action for d in report.dispositions} == {ACK}  # none requeued
-    assert (report.events, report.dead) == (1, 4)
+    assert {d.action for d in report.dispositions} == {ACK}  # none requeued (was a loop)
+    assert (report.events, report.dead) == (1, 6)
     reasons = {d["event_id"]: d["reason"] for d in host.events.dead_letters()}
     assert "limit is 262144" in reasons["h-huge"]
     assert "more than 1000 keys" in reasons["h-keys"]
     assert "NUL character" in reasons["h-nul"]
     assert "number JSON cannot carry" in reasons["h-big-int"]
+    assert sorted(d["reason"] for d in host.events.dead_letters() if d["event_id"] is None) == [
+        "event: must be a JSON object, not an int",
+        "event: must be a JSON object, not nothing",
+    ]
     # Kept to fix and replay, but never past the cap (the 100,000 keys were 1.1 MB).
     assert all(len(d["payload"]) <= MAX_DEAD_PAYLOAD for d in host.events.dead_letters())
     assert log.read_text().split() == [lead(1)["event_id"]]  # no plugin saw a hostile one

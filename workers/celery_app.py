@@ -31,6 +31,8 @@ def worker_settings(config: Config) -> dict[str, Any]:
             "widgets-tick": {"task": WIDGET_TICK_TASK, "schedule": config.widget_tick_seconds},
         },
         "beat_schedule_filename": str(config.data_dir / "celerybeat-schedule"),
+        # Messages it cannot use are dead-lettered with the reason, not only logged and dropped.
+        "worker_consumer": "workers.consumer:Consumer",
     }
 
 

@@ -198,6 +198,11 @@ class EventProcessor:
             except ContractError as exc:
                 dead.append(dead_row(item.body, item.attempt, str(exc), "validation", now))
                 continue
+            except Exception as exc:  # a body no check foresaw: dead-lettered, never a requeue loop
+                log.exception("an event could not be read; dead-lettering it")
+                reason = f"event: could not be read: {one_line(exc, 300)}"
+                dead.append(dead_row(item.body, item.attempt, reason, "validation", now))
+                continue
             if event.event_id in seen:
                 report.duplicates += 1  # published twice in one batch: one is enough
                 continue

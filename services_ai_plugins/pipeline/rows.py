@@ -55,14 +55,15 @@ def dump_body(body: Any) -> str:
     """A message body as text for the dead-letter store (capped)."""
     if isinstance(body, str):
         text = body
-    elif isinstance(body, bytes):
-        text = body.decode("utf-8", "replace")
+    elif isinstance(body, bytes):  # a pickle body, say: kept legible, bytes as \xNN escapes
+        text = body.decode("utf-8", "backslashreplace")
     else:
         try:
             text = json.dumps(body, default=repr)
         except (TypeError, ValueError, RecursionError):
             text = repr(body)
-    return text[:MAX_DEAD_PAYLOAD]
+    # PostgreSQL text cannot hold NUL: written as an escape, the row is stored, not lost.
+    return text.replace("\x00", "\\x00")[:MAX_DEAD_PAYLOAD]
 
 
 def dead_row(body: Any, attempts: int, reason: str, stage: str, now: datetime) -> dict[str, Any]:

@@ -95,3 +95,61 @@ def test_invalid_events_are_dead_lettered_once_and_replayed_only_when_fixed(
     assert replayed["replayed_at"] is not None
     out = deployment.cli("dlq", "replay", str(wrong["id"]), expect=1)
     assert "already replayed" in out.stderr
+
+
+def test_messages_a_worker_cannot_use_are_dead_lettered_once_with_the_reason(
+    deployment: Deployment, redis_client: redis.Redis
+) -> None:
+    """Proves: a pickle and a YAML body (only JSON is accepted), a message that is no task, a
+    task name no worker knows, a task whose argument is no event (``args=[42]``) and one with
+    no argument at all each land in the dead-letter store once with a reason that says which;
+    none is requeued (the broker holds nothing, the store does not grow), and the worker goes on
+    to process a good event."""
+    from kombu import Exchange, Producer
+
+    deployment.install(SAMPLE_PLUGIN, grants=("lead_access",))
+    worker = deployment.start_worker("undecodable", pool="solo")
+    app = deployment.publisher.app
+    good_lead = {"type": "lead.created", "data": {"id": "L-ok"}}
+    app.send_task(EVENT_TASK, args=[good_lead], queue=EVENTS_QUEUE, serializer="pickle")
+    app.send_task(EVENT_TASK, args=[good_lead], queue=EVENTS_QUEUE, serializer="yaml")
+    app.send_task("services_ai.nobody.knows", args=[good_lead], queue=EVENTS_QUEUE)
+    app.send_task(EVENT_TASK, args=[42], queue=EVENTS_QUEUE)
+    app.send_task(EVENT_TASK, args=[], queue=EVENTS_QUEUE)
+    with app.connection_for_write() as conn:
+        Producer(conn).publish(
+            {"hello": "not a task"},
+            exchange=Exchange(EVENTS_QUEUE, type="direct"),
+            routing_key=EVENTS_QUEUE,
+            serializer="json",
+        )
+    expected = 6
+    letters = wait_for(
+        lambda: (rows := deployment.events.dead_letters()) and len(rows) >= expected and rows,
+        f"{expected} dead letters",
+        on_timeout=lambda: str([d["reason"] for d in deployment.events.dead_letters()]),
+        timeout=40,
+        workers=[worker],
+    )
+    reasons = sorted(d["reason"] for d in letters)
+    assert len(reasons) == expected, reasons
+    joined = "\n".join(reasons)
+    for needle in (
+        "application/x-python-serialize",
+        "application/x-yaml",
+        "'services_ai.nobody.knows' is not one of this worker's",
+        "not a task message",
+        "must be a JSON object",
+    ):
+        assert needle in joined, (needle, reasons)
+    wait_for(
+        lambda: redis_client.llen(EVENTS_QUEUE) == 0 and redis_client.hlen("unacked") == 0,
+        "the broker to hold nothing queued or unacknowledged",
+    )
+    watch_until = time.monotonic() + 2.0
+    while time.monotonic() < watch_until:
+        assert len(deployment.events.dead_letters(include_replayed=True)) == expected
+        time.sleep(0.2)
+    event_id = deployment.publisher.publish(good_lead)
+    deployment.wait_done([event_id])
+    assert worker.exit_code is None
