@@ -39,10 +39,20 @@ class ContractError(ValueError):
         return cls(what, field_errors(exc, prefix))
 
 
+_PLAIN_KEY_RE = re.compile(r"^[\w-]{1,64}$")
+
+
+def _part(p: int | str) -> str:
+    """A path part as it may be shown: a key sent by whoever wrote the document is quoted and
+    escaped unless it is a plain name (one with a newline would have forged a log line)."""
+    text = str(p)
+    return text if isinstance(p, int) or _PLAIN_KEY_RE.match(text) else repr(text[:64])
+
+
 def _loc(loc: tuple[int | str, ...], prefix: str) -> str:
     # Discriminated unions put the tag in the location ("lead.created"); it means nothing to the
     # reader, who wants the path inside their own document.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and "." in p and p[0].islower())]
+    parts = [_part(p) for p in loc if not (isinstance(p, str) and "." in p and p[0].islower())]
     path = ".".join(parts)
     return f"{prefix}.{path}" if prefix and path else (prefix or path)
 

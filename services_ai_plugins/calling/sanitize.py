@@ -104,6 +104,13 @@ def plain_text(text: str, max_chars: int = 200) -> str:
     formatting characters, white space folded, capped in length."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, not {type(text).__name__}")
-    stripped = html_lib.unescape(_TEXT_ONLY.clean(text[: max_chars * 8]))
+    # Markup can come back out of unescaping (the raw text inside an unclosed <iframe> is given
+    # back escaped): clean again until nothing changes, so what is left holds no tag.
+    stripped = text[: max_chars * 8]
+    for _ in range(4):
+        cleaner = html_lib.unescape(_TEXT_ONLY.clean(stripped))
+        if cleaner == stripped:
+            break
+        stripped = cleaner
     kept = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in stripped)
-    return " ".join(kept.split())[:max_chars]
+    return " ".join(kept.split())[:max_chars].rstrip()
