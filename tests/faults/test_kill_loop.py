@@ -61,8 +61,8 @@ from tests.integration import (
 pytestmark = pytest.mark.integration
 
 EVENTS = int(os.environ.get("TEST_KILL_LOOP_EVENTS", "3000"))
-KILLS = int(os.environ.get("TEST_KILL_LOOP_KILLS", "40"))
-RABBIT_KILLS = int(os.environ.get("TEST_KILL_LOOP_RABBIT_KILLS", "20"))
+KILLS = int(os.environ.get("TEST_KILL_LOOP_KILLS", "30"))
+RABBIT_KILLS = int(os.environ.get("TEST_KILL_LOOP_RABBIT_KILLS", "15"))
 COMPARE_KILLS = int(os.environ.get("TEST_KILL_LOOP_COMPARE_KILLS", "5"))
 VISIBILITY_TIMEOUT = 3
 KILL_WITHIN = 0.3  # seconds after the worker is ready
