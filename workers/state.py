@@ -35,6 +35,7 @@ def warm_up() -> None:
         for plugin_id in host.count_killed_processes():
             log.error("plugin %s was running when a worker process was killed; counted against it", plugin_id)
         host.runtime.refresh(force=True)
+        host.caller.prepare(host.runtime.plugins.values())  # sandboxes started, code loaded
         with host.processor.store.connection() as conn:
             conn.exec_driver_sql("SELECT 1")
             conn.rollback()

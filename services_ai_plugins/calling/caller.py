@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +108,16 @@ class HookCaller:
         if policy is None:
             policy = self._policies[hook] = policy_for(hook, self.config)
         return policy
+
+    def prepare(self, targets: Iterable[Target]) -> None:
+        """Have the executor load or start each target's plugin now (see ``Executor.prepare``)."""
+        self.executor.prepare(
+            [
+                Job(t.code, "", [], t.settings, self.config.plugin_time_limit, network="network" in t.granted)
+                for t in targets
+                if t.code is not None
+            ]
+        )
 
     def call(self, hook: str, target: Target, calls: Sequence[Call]) -> list[Outcome]:
         """Call one plugin's ``hook`` once per call, in order."""

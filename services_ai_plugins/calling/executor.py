@@ -151,6 +151,11 @@ class Executor(Protocol):
 
     def run(self, jobs: Sequence[Job]) -> list[list[Reply]]: ...
 
+    def prepare(self, jobs: Sequence[Job]) -> None:
+        """Load (or start the sandbox of) each job's plugin now, so the first events do not
+        wait for it (a worker's warm-up); a failure is left for the first call to report."""
+        ...
+
     def forget(self, plugin_id: str) -> None:
         """Drop what is loaded or running for the plugin (its registry state changed)."""
         ...

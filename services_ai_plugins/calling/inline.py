@@ -123,6 +123,10 @@ class InlineExecutor:
             entry.invoker = Invoker(entry.invoker.loaded, job.settings, logger)
         return entry.invoker
 
+    def prepare(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self._invoker(job)  # a load error is kept and reported by the first call
+
     def run(self, jobs: Sequence[Job]) -> list[list[Reply]]:
         out: list[list[Reply]] = []
         for job in jobs:
