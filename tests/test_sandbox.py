@@ -194,3 +194,25 @@ def test_a_sandbox_starts_under_a_strict_umask(host: Host, tmp_path: Path) -> No
         os.umask(old)
     result = _result(host, "e1", plugin_id)
     assert (result["status"], result["result"]["half"]) == ("success", "1/2"), result
+
+
+def _children() -> set[int]:
+    return {
+        int(pid)
+        for task in os.listdir("/proc/self/task")
+        for pid in open(f"/proc/self/task/{task}/children").read().split()
+    }
+
+
+def test_a_workers_warm_up_starts_the_sandboxes_its_first_calls_use(host: Host, tmp_path: Path) -> None:
+    """``HookCaller.prepare`` (a pool process's warm-up) starts each enabled plugin's sandbox
+    before any event: the first call is served by that process, not by a new one."""
+    plugin_id = _add(host, tmp_path, "Ahead", BEHAVES, settings=[{"name": "token", "type": "password"}])
+    host.registry.set_settings(plugin_id, {"token": "t0k3n-value"})
+    host.runtime.refresh(force=True)
+    before = _children()
+    host.caller.prepare(host.runtime.plugins.values())
+    started = _children() - before
+    assert len(started) == 1, started
+    host.processor.process([_lead(1)])
+    assert _result(host, "e1", plugin_id)["result"]["pid"] in started
