@@ -169,6 +169,7 @@ class Bench:
         queues: str = "events",
         pool: str = "solo",
         env: dict[str, str] | None = None,
+        warm: bool = False,
     ) -> list[Worker]:
         workers = []
         for i in range(count):
@@ -201,12 +202,14 @@ class Bench:
                 start_new_session=True,
             )
             workers.append(Worker(proc, log))
-        # The product's pool processes warm up (load the plugins, start their sandboxes) after
-        # the worker says "ready."; measuring starts once they have, as a worker that has been
-        # up a while is (the start-up cost is a worker's once: warmup_max_ms shows it).
-        warm = self.concurrency if app == "workers" and pool == "prefork" else 0
+        # ``warm``: the product's pool processes warm up (load the plugins, start their
+        # sandboxes) after the worker says "ready."; a latency run starts once they have, as
+        # on a worker that has been up a while (the start-up cost is a worker's once:
+        # warmup_max_ms shows it). A drain of a pre-filled queue starts at once: its rate is
+        # taken between 10% and 90% done, and a small queue may be gone before the first poll.
+        warmed = self.concurrency if warm and app == "workers" and pool == "prefork" else 0
         for w in workers:
-            w.wait_ready(pool_processes=warm)
+            w.wait_ready(pool_processes=warmed)
         return workers
 
 

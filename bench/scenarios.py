@@ -157,7 +157,7 @@ def latency(
     """
     host = bench.reset()
     install_plugins(bench, host, plugins, sleeper)
-    procs = bench.start_workers(workers, pool=pool)
+    procs = bench.start_workers(workers, pool=pool, warm=True)
     try:
         publisher = Publisher(bench.config())
         warm = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"warm-{i}"}), rate, warmup)

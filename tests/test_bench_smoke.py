@@ -17,19 +17,25 @@ from tests.helpers import REPO
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
+def run_bench(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` from the checkout; fails the test with its stderr's tail."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.mark.timeout(660)  # past the run's own 600 s, so a stuck run fails with its output
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--json", str(out), "--markdown", str(md)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_bench("bench", "--smoke", "--json", str(out), "--markdown", str(md), timeout=600)
     result = json.loads(out.read_text())
     assert result["baseline_1"]["drain_per_s"] > 0
     product = result["product_1"]
@@ -49,29 +55,20 @@ def test_transport_benchmark_smoke_run(tmp_path: Path) -> None:
     """``python -m bench.transport``, the fetches compared, in a small run: the transport alone
     and raw Celery no-op tasks drained by a worker on each fetch."""
     out = tmp_path / "transport.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.transport",
-            "--only",
-            "consumer,noop",
-            "--rounds",
-            "1",
-            "--events",
-            "300",
-            "--database",
-            f"sai_bench_transport_{uuid.uuid4().hex[:8]}",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    run_bench(
+        "bench.transport",
+        "--only",
+        "consumer,noop",
+        "--rounds",
+        "1",
+        "--events",
+        "300",
+        "--database",
+        f"sai_bench_transport_{uuid.uuid4().hex[:8]}",
+        "--json",
+        str(out),
         timeout=300,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert set(result) == {"kombu", "atomic"}
     for (entry,) in result.values():
@@ -95,31 +92,22 @@ def test_dashboard_http_benchmark_smoke_run(tmp_path: Path) -> None:
     """``python -m bench.dashboard`` in a small run: the real web server answers the trivial
     endpoint, the 304 poll and the full list as the bench expects, and no widget re-renders."""
     out = tmp_path / "dashboard.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.dashboard",
-            "--widgets",
-            "5",
-            "--rounds",
-            "2",
-            "--seconds",
-            "0.3",
-            "--rate",
-            "50",
-            "--database",
-            f"sai_bench_dashboard_{uuid.uuid4().hex[:8]}",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    done = run_bench(
+        "bench.dashboard",
+        "--widgets",
+        "5",
+        "--rounds",
+        "2",
+        "--seconds",
+        "0.3",
+        "--rate",
+        "50",
+        "--database",
+        f"sai_bench_dashboard_{uuid.uuid4().hex[:8]}",
+        "--json",
+        str(out),
         timeout=240,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     assert "| `/api/v1/widgets`, 304 (5 widgets) |" in done.stdout
     result = json.loads(out.read_text())
     assert result["widgets"] == 5 and len(result["rounds"]) == 2
