@@ -252,11 +252,16 @@ def check_encoded(model: BaseModel) -> None:
         )
 
 
-def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_non_finite(v) for v in value)
+def _has_non_finite(value: dict[str, Any]) -> bool:
+    """Whether a float anywhere in ``value`` is NaN or an infinity (a loop, not a recursion of
+    generators: it runs for every event with a null field, nearly all of them)."""
+    stack: list[Any] = [value]
+    while stack:
+        container = stack.pop()
+        for child in container.values() if isinstance(container, dict) else container:
+            if isinstance(child, float):
+                if not math.isfinite(child):
+                    return True
+            elif isinstance(child, dict | list | tuple):
+                stack.append(child)
     return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -509,9 +510,10 @@ class Manifest(_Strict):
 
     # -- derived values ---------------------------------------------------------------------
 
-    @property
+    @cached_property
     def plugin_id(self) -> str:
-        """The id commands take: ``id`` if given, else derived from ``name``."""
+        """The id commands take: ``id`` if given, else derived from ``name`` (worked out once:
+        the hot path asks for it on every call)."""
         return self.id or slugify(self.name)
 
     @property

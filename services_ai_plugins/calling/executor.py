@@ -11,7 +11,7 @@ return value), so the sandbox can take it over a pipe unchanged; what only the h
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,7 +70,7 @@ class Call:
 
     args: Mapping[str, Any]
     context: Mapping[str, Any] = field(default_factory=dict)
-    redact: tuple[str, ...] = ()
+    redact: Iterable[str] = ()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["MARK", "RedactingFilter", "Redactor", "personal_values"]
@@ -77,6 +77,23 @@ def personal_values(*records: dict[str, Any] | None) -> list[str]:
                     out.append(str(record[name]))
             strings(record.get("custom_fields"))
     return out
+
+
+class PersonalValues:
+    """An event's personal data (:func:`personal_values`), worked out only when an error needs
+    redacting: nearly every call succeeds, and the walk was a tenth of the worker's time."""
+
+    __slots__ = ("_records", "_values")
+
+    def __init__(self, *records: Mapping[str, Any] | None) -> None:
+        self._records: tuple[Mapping[str, Any] | None, ...] = records
+        self._values: tuple[str, ...] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._values is None:
+            self._values = tuple(personal_values(*(dict(r) if r else None for r in self._records)))
+            self._records = ()
+        return iter(self._values)
 
 
 class RedactingFilter(logging.Filter):

@@ -13,7 +13,7 @@ from typing import Any
 
 from services_ai_plugins.calling.executor import Call
 from services_ai_plugins.calling.permissions import effective
-from services_ai_plugins.calling.redaction import personal_values
+from services_ai_plugins.calling.redaction import PersonalValues
 
 __all__ = [
     "ARGUMENT_PERMISSIONS",
@@ -46,7 +46,7 @@ def event_call(
     data: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
     meta: Mapping[str, Any],
-    redact: Sequence[str] = (),
+    redact: Iterable[str] = (),
 ) -> Call:
     """``lead_created(lead, context)``, ``booking_created(booking, context)``,
     ``booking_updated(booking, previous_state, context)``. ``meta`` is the event's
@@ -58,12 +58,12 @@ def event_call(
         if hook == "booking_updated":
             args["previous_state"] = previous
     context = {"event": meta, "idempotency_key": idempotency_key(meta["event_id"], plugin_id, hook)}
-    return Call(args, context, tuple(redact))
+    return Call(args, context, redact)
 
 
-def event_redactions(data: Mapping[str, Any], previous: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The personal data of an event, to keep out of its stored errors."""
-    return tuple(personal_values(dict(data), dict(previous) if previous else None))
+def event_redactions(data: Mapping[str, Any], previous: Mapping[str, Any] | None) -> PersonalValues:
+    """The personal data of an event, to keep out of its stored errors (read when needed)."""
+    return PersonalValues(data, previous)
 
 
 def widget_call(plugin_id: str, recent_results: list[dict[str, Any]], user: str | None = None) -> Call:

@@ -121,6 +121,7 @@ class _Run:
     last: float = 0.0
     done: bool = False
     restart: bool = False
+    logger: logging.Logger | None = None  # the plugin's, made at its first log line of the run
 
 
 class ProcessExecutor:
@@ -503,8 +504,10 @@ class ProcessExecutor:
         lines = frame.get("logs")
         if not isinstance(lines, list):
             return
-        code = run.job.code
-        logger = plugin_logger(code.plugin_id, secret_values(code, run.job.settings))
+        logger = run.logger
+        if logger is None:
+            code = run.job.code
+            logger = run.logger = plugin_logger(code.plugin_id, secret_values(code, run.job.settings))
         for item in lines[:20]:
             if isinstance(item, list) and len(item) == 2 and isinstance(item[0], int):
                 logger.log(max(logging.DEBUG, min(item[0], logging.CRITICAL)), "%s", str(item[1])[:500])

@@ -2,7 +2,10 @@
 
 Each frame is a 4-byte big-endian length and that many bytes of UTF-8 JSON (an object). The
 host never trusts a frame from a sandbox: it refuses one over its size cap before reading it,
-parses it strictly (no NaN or Infinity, no duplicate keys), and checks every field it uses.
+parses it strictly (valid UTF-8, no NaN or Infinity, at most 1,024 levels deep), and checks
+every field it uses. Frames are read and written with orjson, in C: with five plugins the
+standard library's parser was a tenth of the worker's time. A key given twice in one object
+counts once, the last one; one parser reads every frame, so no two readers can disagree on it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import json
 import struct
 from typing import Any
+
+import orjson
 
 __all__ = ["HEADER", "FrameError", "FrameReader", "TooLarge", "decode", "dumps", "encode"]
 
@@ -28,38 +33,29 @@ class TooLarge(FrameError):
         super().__init__(f"a reply of {size} bytes; the limit is {limit}")
 
 
-def _no_constant(name: str) -> Any:
-    raise FrameError(f"{name} is not JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise FrameError(f"duplicate key {key[:40]!r}")
-        out[key] = value
-    return out
-
-
 def dumps(value: Any) -> str:
-    """A JSON value as the host stores it (compact; NaN and Infinity refused)."""
-    return _encode(value)
+    """A decoded frame's JSON value as the host stores it (compact). Only for what ``decode``
+    gave: JSON's own types, finite numbers."""
+    return orjson.dumps(value).decode("utf-8")
+
+
+def _body(message: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(message)
+    except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, a key not a string
+        return _encode(message).encode("utf-8")
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    body = _encode(message).encode("utf-8")
+    body = _body(message)
     return HEADER.pack(len(body)) + body
 
 
 def decode(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(
-            body.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_no_duplicates
-        )
-    except FrameError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise FrameError(f"not JSON: {type(exc).__name__}") from None
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"not JSON: {str(exc)[:80]}") from None
     if not isinstance(value, dict):
         raise FrameError(f"a frame is an object, not {type(value).__name__}")
     return value
