@@ -6,6 +6,7 @@ corpus (what a hostile plugin cannot do) is tests/test_isolation_attacks.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from services_ai_plugins.calling.marker import RunningMarker
+from services_ai_plugins.calling.sandbox.process import ProcessExecutor
 from services_ai_plugins.host import Host
 from services_ai_plugins.pipeline.processor import Incoming
 from tests.helpers import make_config, manifest_for, write_plugin
@@ -216,3 +218,40 @@ def test_a_workers_warm_up_starts_the_sandboxes_its_first_calls_use(host: Host, 
     assert len(started) == 1, started
     host.processor.process([_lead(1)])
     assert _result(host, "e1", plugin_id)["result"]["pid"] in started
+
+
+BURNS = """
+import os, resource
+from services_ai_plugins import hookimpl
+
+@hookimpl
+def lead_created(lead, context):
+    if lead["source"] == "burn":
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        while used.ru_utime + used.ru_stime < 1.1:
+            used = resource.getrusage(resource.RUSAGE_SELF)
+    return {"status": "success", "pid": os.getpid()}
+"""
+
+
+def test_a_sandbox_near_its_cpu_limit_is_replaced_between_batches(tmp_path: Path, database_url: str) -> None:
+    """Half its CPU-time limit used, a sandbox is replaced before its next batch (the limit
+    would otherwise kill it in the middle of a call); one well under it is kept."""
+    config = make_config(tmp_path / "data", database_url, plugin_isolation="process", plugin_time_limit=5)
+    host = Host(config).ready()
+    executor = host.executor
+    assert isinstance(executor, ProcessExecutor)
+    executor.limits = dataclasses.replace(executor.limits, cpu_seconds=2)  # the setting's floor is 10
+    try:
+        plugin_id = _add(host, tmp_path, "Burns", BURNS)
+        host.processor.process([_lead(1)])
+        host.processor.process([_lead(2)])
+        host.processor.process([_lead(3, "burn")])  # past half of 2 s of CPU
+        host.processor.process([_lead(4)])
+        host.processor.process([_lead(5)])
+        pids = [_result(host, f"e{i}", plugin_id)["result"]["pid"] for i in range(1, 6)]
+    finally:
+        host.close()
+    assert pids[0] == pids[1] == pids[2]
+    assert pids[3] != pids[2]
+    assert pids[4] == pids[3]
