@@ -206,6 +206,11 @@ def _cores(entry: dict[str, Any]) -> str:
     return "CPU: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + " cores"
 
 
+def _cpu_per_event(entry: dict[str, Any]) -> str:
+    groups = [(k.removeprefix("cpu_us_"), v) for k, v in entry.items() if k.startswith("cpu_us_")]
+    return ", ".join(f"{name} {us:,.0f}" for name, us in groups) + " us"
+
+
 def table(out: dict[str, Any]) -> str:
     r = out["ratios"]
     rows: list[tuple[str, str, str, str]] = []
@@ -274,6 +279,12 @@ def table(out: dict[str, Any]) -> str:
         "",
         f"p99 < {TARGETS['latency_p99_ms']:.0f} ms",
     )
+    if "machine_busy" in lat:
+        add(
+            "the same: CPU per event published, by process",
+            _cpu_per_event(lat),
+            f"the machine {lat['machine_busy']:.0%} busy ({os.cpu_count()} cores)",
+        )
     if "misbehaving" in out:
         add(
             "5 plugins + 1 overrunning its limit on every call",

@@ -273,24 +273,53 @@ def _pids(pattern: str) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-class CpuMeter:
-    """CPU used by the workers, PostgreSQL and Redis over an interval, in cores."""
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        found = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True, check=False)
+        children = [int(p) for p in found.stdout.split()]
+        out += children
+        todo += children
+    return out
 
-    def __init__(self, workers: list[Worker]) -> None:
-        self.groups = {
-            "workers": [p for w in workers for p in (w.proc.pid, *w.children())],
+
+class CpuMeter:
+    """CPU used over an interval, in cores (or seconds): the workers (main and pool processes),
+    the sandboxes their pool processes started, PostgreSQL, Redis and, with ``publisher``, this
+    process (which publishes in a latency run). A process that starts during the interval counts
+    from zero (a sandbox started then, its start-up included); one that ends during it is missed.
+    """
+
+    def __init__(self, workers: list[Worker], publisher: bool = False) -> None:
+        self.workers = workers
+        self.publisher = publisher
+        self.start = time.monotonic()
+        self.before = self._sample()
+
+    def _groups(self) -> dict[str, list[int]]:
+        pool = [p for w in self.workers for p in w.children()]
+        groups = {
+            "workers": [w.proc.pid for w in self.workers] + pool,
+            "sandboxes": [d for p in pool for d in _descendants(p)],
             "postgres": _pids("postgres"),
             "redis": _pids("redis-server"),
         }
-        self.start = time.monotonic()
-        self.before = {g: sum(_cpu_seconds(p) for p in pids) for g, pids in self.groups.items()}
+        if self.publisher:
+            groups["publisher"] = [os.getpid()]
+        return groups
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {g: {p: _cpu_seconds(p) for p in pids} for g, pids in self._groups().items()}
+
+    def seconds(self) -> dict[str, float]:
+        after = self._sample()
+        return {
+            g: sum(used - self.before[g].get(p, 0.0) for p, used in pids.items()) for g, pids in after.items()
+        }
 
     def cores(self) -> dict[str, float]:
         elapsed = time.monotonic() - self.start
-        return {
-            g: round((sum(_cpu_seconds(p) for p in pids) - self.before[g]) / elapsed, 2)
-            for g, pids in self.groups.items()
-        }
+        return {g: round(used / elapsed, 2) for g, used in self.seconds().items()}
 
 
 def stop_all(workers: list[Worker]) -> None:

@@ -161,8 +161,11 @@ def latency(
     try:
         publisher = Publisher(bench.config())
         warm = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"warm-{i}"}), rate, warmup)
+        meter = CpuMeter(procs, publisher=True)
         sent = paced(lambda i: publisher.publish({**_lead(i), "event_id": f"lat-{i}"}), rate, seconds)
         drain_rate(lambda: _done(host), warm + sent, timeout=300)
+        elapsed = time.monotonic() - meter.start
+        used = meter.seconds()
     finally:
         stop_all(procs)
     with host.db.engine.connect() as conn:
@@ -185,6 +188,9 @@ def latency(
         **{f"{k}_ms": v for k, v in summary(values).items() if k != "n"},
         "events": float(len(values)),
         "warmup_max_ms": float(warm_max or 0.0),
+        # Where the machine's CPU went, per event published meanwhile, and how busy it was.
+        **{f"cpu_us_{group}": seconds / sent * 1e6 for group, seconds in used.items()},
+        "machine_busy": sum(used.values()) / (elapsed * (os.cpu_count() or 1)),
     }
 
 
