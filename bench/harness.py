@@ -260,7 +260,7 @@ class Worker:
                 self.proc.wait()
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -273,7 +273,7 @@ def _pids(pattern: str) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
         found = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True, check=False)
@@ -300,7 +300,7 @@ class CpuMeter:
         pool = [p for w in self.workers for p in w.children()]
         groups = {
             "workers": [w.proc.pid for w in self.workers] + pool,
-            "sandboxes": [d for p in pool for d in _descendants(p)],
+            "sandboxes": [d for p in pool for d in descendants(p)],
             "postgres": _pids("postgres"),
             "redis": _pids("redis-server"),
         }
@@ -309,7 +309,7 @@ class CpuMeter:
         return groups
 
     def _sample(self) -> dict[str, dict[int, float]]:
-        return {g: {p: _cpu_seconds(p) for p in pids} for g, pids in self._groups().items()}
+        return {g: {p: cpu_seconds(p) for p in pids} for g, pids in self._groups().items()}
 
     def seconds(self) -> dict[str, float]:
         after = self._sample()
