@@ -89,6 +89,12 @@ class Config(BaseSettings):
         default=True,
         description="Take Redis messages and record them as unacknowledged in one step (False: kombu's way).",
     )
+    redis_fetch_pause: float = Field(
+        default=0.003,
+        ge=0,
+        le=1,
+        description="Seconds a Redis consumer lets a trickle of messages gather before its next fetch (0: fetch as each arrives).",
+    )
     event_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Tries of an event on transient errors before the DLQ."
     )

@@ -23,6 +23,7 @@ import redis
 from kombu import Connection, Consumer, Producer, Queue
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import loads
+from pydantic import ValidationError
 from redis.connection import AbstractConnection
 
 from services_ai_plugins.config import Config
@@ -439,6 +440,30 @@ def test_an_idle_consumer_wakes_at_once_for_its_first_queue_and_polls_the_others
         assert got and got[0][0] == "exports" and time.time() - got[0][1]["at"] < 2.5
 
 
+def test_after_a_trickle_it_pauses_then_takes_what_gathered_in_one_fetch(r: redis.Redis, wire: Wire) -> None:
+    with ours(fetch_pause=0.3) as conn:
+        forget_deliveries(conn)
+        consumers = Consumers(conn)
+        assert consumers.drain(timeout=0.3) == []  # idle: the channel waits on the queue
+        # The first message after a quiet spell is taken at once, not held for a pause.
+        thread = _publish_later("events", 0.1)
+        got = consumers.drain(timeout=5)
+        thread.join()
+        assert len(got) == 1 and time.time() - got[0][1]["at"] < 0.25
+        # That fetch took fewer than it could: the channel pauses on a key nobody writes, then
+        # takes what gathered meanwhile in one fetch.
+        publish("events", [{"i": 1}, {"i": 2}])
+        got = consumers.drain(timeout=5)
+        assert [body["i"] for _, body, _ in got] == [1, 2]
+        pauses = [c for c in wire if c[0] == b"BLMOVE" and c[1] == f"events{SEP}pause".encode()]
+        assert pauses and all(float(c[5]) == 0.3 for c in pauses), pauses
+        # Nothing left: after one empty fetch it waits on the queue again.
+        assert consumers.drain(timeout=1) == []
+        last_wait = [c for c in wire if c[0] == b"BLMOVE"][-1]
+        assert last_wait[1] == b"events", last_wait
+    assert r.llen(f"events{SEP}pause") == 0
+
+
 def test_switched_off_it_is_kombus_brpop(r: redis.Redis, wire: Wire) -> None:
     publish("events", [{"i": i} for i in range(3)])
     wire.clear()
@@ -563,3 +588,13 @@ def test_the_setting_reaches_the_channel(
     assert options["atomic_fetch"] is atomic
     with Connection(URL, transport=REDIS_TRANSPORT, transport_options=options) as conn:
         assert conn.default_channel.atomic is atomic
+
+
+def test_the_pause_setting_reaches_the_channel(r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICES_AI_REDIS_FETCH_PAUSE", "0.004")
+    options = transport_options(Config(REDIS_URL=URL))  # type: ignore[call-arg]
+    with Connection(URL, transport=REDIS_TRANSPORT, transport_options=options) as conn:
+        assert conn.default_channel.fetch_pause == 0.004
+    monkeypatch.setenv("SERVICES_AI_REDIS_FETCH_PAUSE", "2")
+    with pytest.raises(ValidationError, match="redis_fetch_pause"):
+        Config(REDIS_URL=URL)  # type: ignore[call-arg]

@@ -101,6 +101,7 @@ def transport_options(config: Config) -> dict[str, Any]:
             # Take and record messages in one step (internals/redis_fetch.py); False: kombu's
             # own BRPOP, which loses a message to a worker killed between the two.
             atomic_fetch=config.redis_atomic_fetch,
+            fetch_pause=config.redis_fetch_pause,
         )
     if url.startswith("memory://"):
         # The in-process broker of the demo and of tests: poll often, it costs nothing.

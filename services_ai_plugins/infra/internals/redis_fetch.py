@@ -23,7 +23,13 @@ could, the channel waits with ``BLMOVE q q RIGHT RIGHT timeout`` on the first qu
 from: the command blocks like BRPOP but, with the same list as source and destination and the
 same end, moves the oldest message from the tail to the tail, i.e. leaves the list exactly as it
 was. Its reply only says "there is something": the fetch that follows, in the same turn of the
-loop, takes it (two round trips a message in a trickle, as kombu's BRPOP and record). The other
+loop, takes it (two round trips a message in a trickle, as kombu's BRPOP and record). After a
+fetch that took some messages but fewer than it could (a trickle), the channel first pauses
+``fetch_pause`` seconds (a BLMOVE on a key nobody writes: Redis keeps the time, and the event
+loop stays free), then takes what gathered in one fetch: at 1,800 events/s a fetch took one or
+two messages, and the consumer's round trips were most of its time (docs/BENCHMARKS.md). The
+first message after a quiet spell still goes at once: a fetch that found nothing is followed
+by the wait on the queue. The other
 keys (the other queues, and the priority sub-queues: the queue name, kombu's separator and the
 step) are looked at by every fetch, so they are polled: right after one of them gave a message,
 every ``fetch_poll_min`` seconds, then twice as long after each wait that saw nothing, up to the
@@ -129,6 +135,7 @@ class Pending(NamedTuple):
 
 
 _WAIT = Pending("BLMOVE", [], [], 0)
+_PAUSE = Pending("BLMOVE", [], [], -1)  # a wait on a key that never has messages
 
 
 class QoS(kombu_redis.QoS):
@@ -164,17 +171,22 @@ class AtomicFetchChannel(kombu_redis.Channel):
     #: Seconds between looks at the keys the channel does not block on, right after one of
     #: them gave a message (doubling after each empty look, up to ``brpop_timeout``).
     fetch_poll_min = 0.005
+    #: Seconds to let messages gather after a fetch that took some but fewer than it could
+    #: (a trickle), before the next fetch (0: wait on the queue, i.e. fetch as each arrives).
+    fetch_pause = 0.0
 
     from_transport_options = (  # type: ignore[assignment]
         *kombu_redis.Channel.from_transport_options,
         "atomic_fetch",
         "fetch_limit",
         "fetch_poll_min",
+        "fetch_pause",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._no_ack_queues: set[str] = set()
         self._fetch_next = True  # the next command is a fetch (else a wait)
+        self._pause_next = False  # the next wait is a pause (the last fetch took a trickle)
         self._pending: Pending | None = None  # in flight on _in_poll
         self._script_loaded = False
         super().__init__(*args, **kwargs)
@@ -186,6 +198,7 @@ class AtomicFetchChannel(kombu_redis.Channel):
             self.atomic_fetch = False
         self.fetch_limit = max(1, min(int(self.fetch_limit), MAX_FETCH_LIMIT))
         self.fetch_poll_min = max(0.001, float(self.fetch_poll_min))
+        self.fetch_pause = max(0.0, min(float(self.fetch_pause), 1.0))
         self._poll_interval = self.fetch_poll_min
 
     @property
@@ -330,6 +343,10 @@ class AtomicFetchChannel(kombu_redis.Channel):
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
         if self._fetch_next:
             self._pending = self._send_fetch(queues)
+        elif self._pause_next:
+            key = self.global_keyprefix + self._wait_key() + self.sep + "pause"
+            connection.send_command("BLMOVE", key, key, "RIGHT", "RIGHT", max(self.fetch_pause, 0.001))
+            self._pending = _PAUSE
         else:
             key = self.global_keyprefix + self._wait_key()
             wait = timeout if timeout is not None else min(self._poll_interval, self.brpop_timeout)
@@ -362,7 +379,7 @@ class AtomicFetchChannel(kombu_redis.Channel):
                 try:
                     reply = self._read_reply(pending.command, **options)
                     if pending.command == "BLMOVE":
-                        if reply is None:  # nothing on the key waited on for a while
+                        if reply is None and pending is not _PAUSE:  # nothing for a while
                             self._poll_interval = min(self._poll_interval * 2, float(self.brpop_timeout or 1))
                         # Something is on the key waited on, or it is time to look at the others:
                         # fetch now, in this same turn of the loop (unless the channel is closing).
@@ -385,7 +402,9 @@ class AtomicFetchChannel(kombu_redis.Channel):
             self._flush_brpop_reauth()
         # A fetch that took less than it could emptied the lists: wait next (the wait returns at
         # once if the list waited on has had a message since). A full one: fetch again.
-        self._fetch_next = len(reply) // 2 >= pending.limit
+        taken = len(reply) // 2
+        self._fetch_next = taken >= pending.limit
+        self._pause_next = bool(self.fetch_pause) and 0 < taken < pending.limit
         if not reply:
             raise Empty()
         if self._deliver_fetched(reply, pending.owners, pending.keys):
