@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from bench.harness import Bench
+from bench.harness import Bench, add_service_arguments
 
 TARGETS = {
     "throughput_ratio": 1.5,  # with plugins sandboxed (issue: isolation)
@@ -338,11 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs", type=int, default=3, help="back-to-back runs without/with the overrunning plugin"
     )
     parser.add_argument("--time-limit", type=float, default=0.5, help="plugin time limit (s)")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    add_service_arguments(parser)
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)

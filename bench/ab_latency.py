@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from sqlalchemy import create_engine, text
 
 from bench import scenarios
-from bench.harness import Bench, normalise_url
+from bench.harness import Bench, add_service_arguments, normalise_url
 
 
 def timeline(database_url: str) -> str:
@@ -42,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    add_service_arguments(parser)
     args = parser.parse_args(argv)
     bench = Bench(args.postgres, args.redis, concurrency=args.concurrency)
     try:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import WIDGET_PLUGIN, Bench, percentile
+from bench.harness import WIDGET_PLUGIN, Bench, add_service_arguments, percentile
 
 TARGETS = {"not_modified_vs_trivial": 0.5, "p99_ms": 10.0}
 ENDPOINTS = ("trivial", "not_modified", "full")
@@ -221,11 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="per endpoint per round")
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s of the latency run")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    add_service_arguments(parser)
     parser.add_argument(
         "--database", default="sai_bench_dashboard", help="PostgreSQL database made and dropped"
     )

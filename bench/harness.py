@@ -3,6 +3,7 @@ subprocesses, paced publishing, and drain-rate and latency readings."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -380,3 +381,13 @@ def summary(values: list[float]) -> dict[str, float]:
         "mean": statistics.fmean(values) if values else float("nan"),
         "n": float(len(values)),
     }
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--postgres`` and ``--redis``: the services a bench runs on (the machine's, by default;
+    ``BENCH_POSTGRES_URL`` and ``BENCH_REDIS_URL`` override them)."""
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))

@@ -14,7 +14,7 @@ import pstats
 import time
 
 from bench import scenarios
-from bench.harness import Bench, cpu_seconds, descendants
+from bench.harness import Bench, add_service_arguments, cpu_seconds, descendants
 from services_ai_plugins.pipeline.processor import Incoming
 
 
@@ -30,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plugins", type=int, default=5)
     parser.add_argument("--isolation", choices=["process", "inline"], default="process")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    add_service_arguments(parser)
     args = parser.parse_args(argv)
     bench = Bench(args.postgres, args.redis)
     bench.isolation = args.isolation

@@ -7,10 +7,9 @@ sandboxed, the publisher in this process on the same cores (as in ``python -m be
 from __future__ import annotations
 
 import argparse
-import os
 
 from bench import scenarios
-from bench.harness import Bench
+from bench.harness import Bench, add_service_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--plugins", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    add_service_arguments(parser)
     args = parser.parse_args(argv)
     bench = Bench(args.postgres, args.redis, concurrency=args.concurrency)
     print("| rate (events/s) | p50 / p95 / p99 (ms) | machine busy | CPU per event (us) |")

@@ -36,7 +36,7 @@ import redis
 from kombu import Connection, Consumer, Producer, Queue
 
 from bench import scenarios
-from bench.harness import Bench, Worker, _pids, drain_rate, paced, stop_all, summary
+from bench.harness import Bench, Worker, _pids, add_service_arguments, drain_rate, paced, stop_all, summary
 from bench.scenarios import _done, _lead, install_plugins
 from services_ai_plugins.infra.broker import REDIS_TRANSPORT
 from services_ai_plugins.infra.internals.redis import ack_many
@@ -253,11 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pipeline-rate", type=float, default=700.0, help="events/s of the pipeline latency run"
     )
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    )
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    add_service_arguments(parser)
     parser.add_argument(
         "--database",
         default="sai_bench_transport",

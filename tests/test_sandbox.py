@@ -11,6 +11,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +257,34 @@ def test_a_sandbox_near_its_cpu_limit_is_replaced_between_batches(tmp_path: Path
     assert pids[0] == pids[1] == pids[2]
     assert pids[3] != pids[2]
     assert pids[4] == pids[3]
+
+
+FROZEN = """
+import gc
+from services_ai_plugins import hookimpl
+
+@hookimpl
+def lead_created(lead, context):
+    return {"status": "success", "frozen": gc.get_freeze_count()}
+"""
+
+
+def test_start_up_objects_are_kept_out_of_later_garbage_collections(host: Host, tmp_path: Path) -> None:
+    """The sandbox freezes what its start-up made, as a worker's processes do after warm-up:
+    a full collection would otherwise walk all of it while a batch waits."""
+    plugin_id = _add(host, tmp_path, "Frozen", FROZEN)
+    host.processor.process([_lead(1)])
+    assert _result(host, "e1", plugin_id)["result"]["frozen"] > 10_000
+    code = (
+        "import gc, os; os.environ.setdefault('SERVICES_AI_DATA_DIR', os.getcwd());"
+        " from workers import state; state.freeze_heap(); print(gc.get_freeze_count())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        check=True,
+    )
+    assert int(out.stdout.split()[-1]) > 10_000

@@ -65,7 +65,11 @@ def _data_dir_for_beat(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _say_how_plugins_are_isolated(**_: Any) -> None:
-    """The worker's start line says how plugin code runs here (and, inline, that it is trusted)."""
+    """The worker's start line says how plugin code runs here (and, inline, that it is trusted);
+    and the consumer's start-up objects are kept out of later garbage collections."""
+    from workers import state
+
+    state.freeze_heap()
     config = get_config()
     if config.plugin_isolation == "inline":
         log.warning(

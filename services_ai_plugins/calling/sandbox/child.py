@@ -9,6 +9,7 @@ the plugin prints goes to the sandbox's log file, never into the pipe.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -123,6 +124,10 @@ def main() -> None:
     except BaseException as exc:  # plugin code may raise anything while it is imported
         pipe.write({"op": "error", "reason": f"could not be loaded: {one_line(exc, 500)}"})
         return
+    # What start-up made (the host's modules, the plugin's code) is kept out of later garbage
+    # collections, which would otherwise walk all of it while a batch waits (workers/state.py).
+    gc.collect()
+    gc.freeze()
     pipe.write({"op": "ready", "protections": active, "hooks": dict(inspect_loaded(loaded).hooks)})
     collect.take()
     invoker = Invoker(loaded, setup["settings"], logger)
