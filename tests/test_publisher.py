@@ -3,11 +3,16 @@ broker stays down, and no plugin machinery imported."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 
 import pytest
+import redis
 from kombu import Connection
 
 from services_ai_plugins.errors import BrokerUnavailableError, EventError
@@ -142,3 +147,79 @@ def test_importing_the_publisher_loads_no_plugin_machinery() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+REDIS = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture
+def redis_publisher(tmp_path) -> Iterator[Publisher]:
+    client = redis.Redis.from_url(REDIS)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"this test needs Redis at {REDIS}: {exc}", pytrace=False)
+    client.flushdb()
+    publisher = Publisher(make_config(tmp_path, "sqlite://", REDIS_URL=REDIS))
+    yield publisher
+    publisher.close()
+    client.flushdb()
+
+
+def _queued() -> list[dict]:
+    client = redis.Redis.from_url(REDIS)
+    return [json.loads(raw) for raw in reversed(client.lrange("events", 0, -1))]
+
+
+def _task(message: dict) -> tuple[dict, list]:
+    """What a Celery worker reads of a queued kombu message: its headers and its arguments."""
+    body = json.loads(base64.b64decode(message["body"]))
+    return message["headers"], body
+
+
+@pytest.mark.redis
+def test_on_redis_the_message_is_the_one_send_task_makes(redis_publisher: Publisher) -> None:
+    event = {
+        "type": "lead.created",
+        "event_id": "e-same",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "data": {"id": "L"},
+    }
+    redis_publisher._direct = False  # Celery's send_task
+    redis_publisher.publish(event)
+    redis_publisher._direct = True
+    redis_publisher.publish(event)
+    celery, ours = _queued()
+    assert _task(ours) == _task(celery)
+    assert ours["headers"]["argsrepr"] == "<lead.created e-same>"  # no personal data in headers
+    for key in ("content-type", "content-encoding"):
+        assert ours[key] == celery[key]
+    for key in ("correlation_id", "delivery_mode", "priority", "body_encoding", "delivery_info"):
+        assert ours["properties"][key] == celery["properties"][key], key
+    assert ours["properties"]["delivery_tag"] != celery["properties"]["delivery_tag"]
+
+
+@pytest.mark.redis
+def test_threads_and_forked_children_each_publish_on_a_connection_of_their_own(
+    redis_publisher: Publisher,
+) -> None:
+    def send(start: int) -> None:
+        for i in range(start, start + 50):
+            redis_publisher.publish({"type": "lead.created", "event_id": f"t-{i}", "data": {"id": "L"}})
+
+    threads = [threading.Thread(target=send, args=(k * 50,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pid = os.fork()
+    if pid == 0:  # the parent's connection must not be used here
+        try:
+            send(1000)
+        finally:
+            os._exit(0)
+    send(2000)
+    os.waitpid(pid, 0)
+    ids = [_task(m)[0]["id"] for m in _queued()]
+    assert len(ids) == len(set(ids)) == 500
+    assert set(ids) == {f"t-{i}" for i in [*range(400), *range(1000, 1050), *range(2000, 2050)]}

@@ -49,7 +49,8 @@ def refuse_in_process_broker(config: Config, what: str) -> None:
         )
 
 
-def _is_redis(url: str) -> bool:
+def is_redis_url(url: str) -> bool:
+    """Whether ``url`` names a Redis broker."""
     return url.startswith(("redis://", "rediss://", "redis+socket://"))
 
 
@@ -64,7 +65,7 @@ def transport_class(config: Config) -> str | None:
     """Our transport for the broker URL, where we have one (else kombu's own)."""
     if config.embedded_broker:
         return EMBEDDED_TRANSPORT
-    if _is_redis(config.broker_url):
+    if is_redis_url(config.broker_url):
         return REDIS_TRANSPORT
     return None
 
@@ -86,7 +87,7 @@ def transport_options(config: Config) -> dict[str, Any]:
         # Measured (docs/BENCHMARKS.md): a 20 ms poll keeps publish -> task p99 near 30 ms at
         # about 5% of a core for an idle worker; 5 ms halves the latency for three times the CPU.
         options.update(polling_interval=0.02, sweep_interval=5.0, busy_timeout=30.0)
-    if _is_redis(url):
+    if is_redis_url(url):
         options.update(
             # Longer than the longest task, or a slow batch is delivered twice.
             visibility_timeout=config.visibility_timeout,
