@@ -274,7 +274,7 @@ def table(out: dict[str, Any]) -> str:
         )
     lat = out["latency"]
     add(
-        f"publish -> committed at {lat['rate_per_s']:.0f} events/s (half of max)",
+        f"publish -> committed at {lat['rate_per_s']:.0f} events/s (half of max: {lat.get('asked_per_s', 0):.0f} asked)",
         f"p50 {lat['p50_ms']:.1f} / p95 {lat['p95_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
         "",
         f"p99 < {TARGETS['latency_p99_ms']:.0f} ms",

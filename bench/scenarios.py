@@ -185,6 +185,7 @@ def latency(
     values = [float(r[0]) for r in rows]
     return {
         "rate_per_s": sent / seconds,
+        "asked_per_s": rate,
         **{f"{k}_ms": v for k, v in summary(values).items() if k != "n"},
         "events": float(len(values)),
         "warmup_max_ms": float(warm_max or 0.0),
