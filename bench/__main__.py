@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
-    args.events = args.events or (300 if args.smoke else 10_000)
+    args.events = args.events or (3_000 if args.smoke else 10_000)
     args.seconds = args.seconds or (3.0 if args.smoke else 20.0)
     args.widgets = args.widgets or (5 if args.smoke else 100)
     args.plugin_counts = [1] if args.smoke else [1, 5, 20]
