@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from services_ai_plugins.calling.caller import Outcome, Target
 from services_ai_plugins.calling.requests import event_call
 from services_ai_plugins.host import Host
+from services_ai_plugins.infra.models import PluginVersion
 from services_ai_plugins.lifecycle.runtime import PluginRuntime
 from tests.helpers import LEAD_MAIN, PLUGINS, manifest_for, write_plugin
 
@@ -123,3 +130,60 @@ def test_upgrade_reloads_the_new_code(host: Host, tmp_path: Path) -> None:
     host.registry.upgrade("test-plugin", v2)
     runtime.refresh()
     assert _call(host, runtime.targets("lead_created")[0]).result["status"] == "v2"
+
+
+@contextlib.contextmanager
+def _extracting_while(
+    host: Host, meanwhile: Callable[[Path, Callable[[], Path]], None]
+) -> Iterator[tuple[Session, PluginVersion]]:
+    """twin-a installed, absent from the cache, and ``meanwhile(target, extract)`` run by
+    "another process" after this one has extracted its own copy and before it puts it in
+    place (``extract()`` makes that other process's copy)."""
+    host.registry.install(PLUGINS / "twin_a")
+    codes = host.codes
+    real_extract = codes.extract
+    with host.db.session() as s:
+        version = s.scalars(select(PluginVersion).where(PluginVersion.plugin_id == "twin-a")).one()
+        codes.remove(version.sha256)
+
+        def extract(data: bytes) -> Path:
+            mine = real_extract(data)
+            meanwhile(host.config.cache_dir / version.sha256, lambda: real_extract(data))
+            return mine
+
+        codes.extract = extract  # type: ignore[method-assign]
+        try:
+            yield s, version
+        finally:
+            codes.extract = real_extract  # type: ignore[method-assign]
+
+
+def test_a_copy_another_process_put_in_place_meanwhile_is_used_not_removed(host: Host) -> None:
+    """Two pool processes of one host may both find a plugin missing from the cache and both
+    extract it. The second must not remove the first's copy, which that process may be loading
+    from at this moment (a worker once logged 'names no module' for a plugin it was loading)."""
+    theirs: dict[str, int] = {}
+
+    def another_process_finishes_first(target: Path, extract: Callable[[], Path]) -> None:
+        os.rename(extract(), target)
+        theirs["inode"] = target.stat().st_ino
+        theirs["fd"] = os.open(target / "main.py", os.O_RDONLY)  # and is reading from it
+
+    with _extracting_while(host, another_process_finishes_first) as (s, version):
+        target = host.codes.folder(s, version)
+    os.close(theirs["fd"])
+    assert target.stat().st_ino == theirs["inode"], "the copy another process was using was replaced"
+    assert (target / "main.py").is_file()
+    assert list(host.codes.staging().iterdir()) == [], "a staged copy was left behind"
+
+
+def test_a_tampered_copy_put_in_place_meanwhile_is_moved_aside_and_replaced(host: Host) -> None:
+    def a_tampered_copy_appears(target: Path, _extract: Callable[[], Path]) -> None:
+        target.mkdir()
+        (target / "main.py").write_text("raise RuntimeError('injected')\n")
+
+    with _extracting_while(host, a_tampered_copy_appears) as (s, version):
+        target = host.codes.folder(s, version)
+    assert "injected" not in (target / "main.py").read_text()
+    assert (target / "manifest.json").is_file()
+    assert list(host.codes.staging().iterdir()) == [], "a staged or stale copy was left behind"

@@ -9,6 +9,7 @@ into another plugin's folder) is noticed, and the folder is extracted afresh fro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -59,6 +60,13 @@ def tree_digest(root: Path) -> str:
     for rel, digest in sorted(entries):
         outer.update(f"{rel}\0{digest}\n".encode())
     return outer.hexdigest()
+
+
+def _matches(root: Path, digest: str) -> bool:
+    try:
+        return tree_digest(root) == digest
+    except (OSError, UnexpectedFile):
+        return False
 
 
 def _read_only(root: Path) -> None:
@@ -136,11 +144,8 @@ class CodeStore:
         target = self.root / version.sha256
         expected = version.tree_sha256
         if target.is_dir() and expected is not None:
-            try:
-                if tree_digest(target) == expected:
-                    return target
-            except (OSError, UnexpectedFile):
-                pass
+            if _matches(target, expected):
+                return target
             log.warning(
                 "the cached code of plugin %s %s differs from what was installed; extracting it again",
                 version.plugin_id,
@@ -163,13 +168,29 @@ class CodeStore:
                 version.plugin_id, f"stored archive of {version.version} fails its digest check"
             )
         _read_only(fresh)
-        if target.exists():
-            _remove(target)
-        try:
-            os.rename(fresh, target)
-        except OSError:  # another process put it there first; theirs is identical
-            _remove(fresh)
+        self._put(fresh, target, expected or digest, version.plugin_id)
         return target
+
+    def _put(self, fresh: Path, target: Path, digest: str, plugin_id: str) -> None:
+        """Put a checked extraction in place. Another process of this host (a pool process, a
+        sandbox's host) may be loading from ``target`` at this moment, or have just put an
+        identical copy there: a good copy is never removed in place, only a bad one is first
+        moved aside in one step, so a reader sees either the whole old folder or the new one."""
+        for _attempt in range(3):
+            try:
+                os.rename(fresh, target)
+                return
+            except OSError:  # there is a folder there: another process's, or a tampered one
+                pass
+            if _matches(target, digest):
+                _remove(fresh)  # another process put an identical copy there first
+                return
+            aside = Path(tempfile.mkdtemp(dir=self.staging(), prefix=".stale-"))
+            with contextlib.suppress(OSError):  # gone meanwhile, or moved aside by another process
+                os.rename(target, aside / "old")
+            _remove(aside)
+        _remove(fresh)
+        raise PluginLoadError(plugin_id, "its cache folder keeps changing while it is put in place")
 
     def code(self, s: Session, version: PluginVersion, manifest: Manifest) -> PluginCode:
         """The version's code, ready for an executor."""
