@@ -149,16 +149,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 1,
                 **kw,
             )
-        out["latency"] = step(
-            f"latency at {half:.0f} events/s",
-            scenarios.latency,
-            bench,
-            half,
-            args.seconds,
-            main_plugins,
-            1,
-            **kw,
-        )
+        # The half-load latency in rounds: a p99 is a few hundred events, and one stall of the
+        # machine's (another service's periodic work, say) moves it; the median round is the
+        # figure, every round is reported.
+        rounds = [
+            step(
+                f"latency at {half:.0f} events/s, round {i + 1} of {args.latency_rounds}",
+                scenarios.latency,
+                bench,
+                half,
+                args.seconds,
+                main_plugins,
+                1,
+                **kw,
+            )
+            for i in range(args.latency_rounds)
+        ]
+        out["latency_rounds"] = rounds
+        out["latency"] = sorted(rounds, key=lambda r: r["p99_ms"])[len(rounds) // 2]
         out["dashboard"] = step(
             f"dashboard, {args.widgets} widgets",
             scenarios.dashboard,
@@ -273,9 +281,12 @@ def table(out: dict[str, Any]) -> str:
             f"p99 < {TARGETS['latency_400_p99_ms']:.0f} ms",
         )
     lat = out["latency"]
+    rounds = out.get("latency_rounds") or [lat]
+    spread = f"; p99 of the {len(rounds)} rounds: " + ", ".join(f"{r['p99_ms']:.1f}" for r in rounds)
     add(
         f"publish -> committed at {lat['rate_per_s']:.0f} events/s (half of max: {lat.get('asked_per_s', 0):.0f} asked)",
-        f"p50 {lat['p50_ms']:.1f} / p95 {lat['p95_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
+        f"p50 {lat['p50_ms']:.1f} / p95 {lat['p95_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms"
+        + (f" (the median round{spread})" if len(rounds) > 1 else ""),
         "",
         f"p99 < {TARGETS['latency_p99_ms']:.0f} ms",
     )
@@ -338,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs", type=int, default=3, help="back-to-back runs without/with the overrunning plugin"
     )
     parser.add_argument("--time-limit", type=float, default=0.5, help="plugin time limit (s)")
+    parser.add_argument(
+        "--latency-rounds", type=int, default=None, help="runs at half the maximum (the median is reported)"
+    )
     add_service_arguments(parser)
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
@@ -345,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args.events = args.events or (3_000 if args.smoke else 10_000)
     args.seconds = args.seconds or (3.0 if args.smoke else 20.0)
     args.widgets = args.widgets or (5 if args.smoke else 100)
+    args.latency_rounds = max(1, args.latency_rounds or (1 if args.smoke else 3))
     args.plugin_counts = [1] if args.smoke else [1, 5, 20]
     out = run(args)
     args.json.parent.mkdir(parents=True, exist_ok=True)

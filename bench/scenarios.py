@@ -166,6 +166,7 @@ def latency(
         drain_rate(lambda: _done(host), warm + sent, timeout=300)
         elapsed = time.monotonic() - meter.start
         used = meter.seconds()
+        machine = meter.machine()
     finally:
         stop_all(procs)
     with host.db.engine.connect() as conn:
@@ -189,9 +190,11 @@ def latency(
         **{f"{k}_ms": v for k, v in summary(values).items() if k != "n"},
         "events": float(len(values)),
         "warmup_max_ms": float(warm_max or 0.0),
-        # Where the machine's CPU went, per event published meanwhile, and how busy it was.
+        # Where the machine's CPU went, per event published meanwhile, and how busy it was;
+        # "other": every other process of the machine (a service this bench does not use, say).
         **{f"cpu_us_{group}": seconds / sent * 1e6 for group, seconds in used.items()},
-        "machine_busy": sum(used.values()) / (elapsed * (os.cpu_count() or 1)),
+        "cpu_us_other": max(0.0, machine - sum(used.values())) / sent * 1e6,
+        "machine_busy": max(machine, sum(used.values())) / (elapsed * (os.cpu_count() or 1)),
     }
 
 

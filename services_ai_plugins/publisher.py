@@ -108,7 +108,10 @@ class Publisher:
         properties = {**properties, "delivery_mode": 2}  # persistent, as send_task sets it
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # first use in this thread or process
-            local.pid, local.conn = os.getpid(), self.app.connection_for_write()
+            # This thread's own connection: its Redis client may keep one socket (no pool
+            # checkout per publish; other brokers ignore the option).
+            local.pid = os.getpid()
+            local.conn = self.app.connection_for_write(transport_options={"single_connection": True})
             # kombu's retry around the send: reconnects and backs off on connection errors.
             local.send = local.conn.autoretry(_put_message, channel=None, **self.retry_policy)
         local.send(data, content_type, encoding, headers, properties)

@@ -223,3 +223,31 @@ def test_threads_and_forked_children_each_publish_on_a_connection_of_their_own(
     ids = [_task(m)[0]["id"] for m in _queued()]
     assert len(ids) == len(set(ids)) == 500
     assert set(ids) == {f"t-{i}" for i in [*range(400), *range(1000, 1050), *range(2000, 2050)]}
+
+
+@pytest.mark.redis
+def test_a_thread_publishes_on_one_kept_socket_and_reconnects_after_it_breaks(
+    redis_publisher: Publisher,
+) -> None:
+    def send(i: int) -> None:
+        redis_publisher.publish({"type": "lead.created", "event_id": f"s-{i}", "data": {"id": "L"}})
+
+    def connected() -> set[int]:
+        """Client ids of the connections to this test's Redis database."""
+        clients = redis.Redis.from_url(REDIS).client_list()
+        return {int(c["id"]) for c in clients if int(c["db"]) == 12 and c["cmd"] != "client|list"}
+
+    before = connected()
+    send(0)
+    mine = connected() - before
+    client = redis_publisher._local.conn.default_channel._create_client()
+    assert client.connection is not None, "the publisher's client takes a pooled connection per command"
+    for i in range(1, 100):
+        send(i)
+    assert connected() - before == mine, "publishing opened more connections"
+    killer = redis.Redis.from_url(REDIS)
+    for client_id in mine:  # the server drops them (a restart, an idle timeout)
+        killer.client_kill_filter(_id=client_id)
+    for i in range(100, 110):
+        send(i)
+    assert {_task(m)[0]["id"] for m in _queued()} == {f"s-{i}" for i in range(110)}
