@@ -22,6 +22,7 @@ import redis
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
+from services_ai_plugins import procstat
 from services_ai_plugins.config import Config
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.db import Database, normalise_url
@@ -262,11 +263,8 @@ class Worker:
 
 
 def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time a process has used (0 for one that is gone)."""
+    return procstat.cpu_seconds(pid) or 0.0
 
 
 def _pids(pattern: str) -> list[int]:

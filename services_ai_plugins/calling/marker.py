@@ -14,17 +14,11 @@ import mmap
 import os
 from pathlib import Path
 
+from services_ai_plugins.procstat import start_time
+
 __all__ = ["RunningMarker", "dead_markers"]
 
 SIZE = 256
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in (b"Z", b"X") else fields[19].decode()
 
 
 class RunningMarker:
@@ -47,7 +41,7 @@ class RunningMarker:
             finally:
                 os.close(fd)
             self._pid = pid
-            self._write(f"{_start_time(pid) or '?'}\n\n")
+            self._write(f"{start_time(pid) or '?'}\n\n")
         return self._map
 
     def _write(self, text: str) -> None:
@@ -81,7 +75,7 @@ def dead_markers(folder: Path) -> list[str]:
             started, plugin_id = path.read_bytes().rstrip(b"\0").decode().split("\n")[:2]
         except (OSError, ValueError, UnicodeDecodeError):
             continue
-        now = _start_time(int(path.name))
+        now = start_time(int(path.name))
         if now is not None and (started in ("?", now)):
             continue  # still running
         path.unlink(missing_ok=True)

@@ -45,6 +45,7 @@ from services_ai_plugins.calling.loader import manifest_info
 from services_ai_plugins.calling.sandbox import protocol
 from services_ai_plugins.calling.sandbox.protections import Limits, can_switch_users, probe, sandbox_uid
 from services_ai_plugins.errors import PluginLoadError, one_line
+from services_ai_plugins.procstat import cpu_seconds
 
 __all__ = ["ProcessExecutor"]
 
@@ -58,7 +59,6 @@ GRACE = 1.0
 START_ALLOWANCE = 20.0
 MAX_FRAME_OVERHEAD = 64 * 1024
 _REPLY_STATUSES = frozenset({SUCCESS, ERROR, TIMEOUT, RETRY})
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _CPUS = os.cpu_count() or 1
 #: ``(plugin_id, reason)``: a plugin's sandbox died under a call (quarantine counts these).
 CrashSink = Callable[[str, str], object]
@@ -295,11 +295,8 @@ class ProcessExecutor:
         now = time.monotonic()
         if now < sandbox.cpu_check_at:
             return False
-        try:
-            with open(f"/proc/{sandbox.proc.pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            used = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-        except (OSError, ValueError, IndexError):
+        used = cpu_seconds(sandbox.proc.pid)
+        if used is None:
             return False
         half = self.limits.cpu_seconds / 2
         if used > half:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from services_ai_plugins.infra.db import private_sqlite_file
+from services_ai_plugins.procstat import start_time
 
 __all__ = ["PRIVATE_NAMES", "Channel", "Transport"]
 
@@ -55,20 +56,6 @@ _OWN_OPTIONS = frozenset(
 _HOST = socket.gethostname()
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks (``/proc/PID/stat`` field 22), or ``None`` if
-    it does not run (a zombie, dead but not yet reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data.rsplit(b")", 1)[1].split()  # the name (field 2) may hold spaces
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return fields[19].decode()
-
-
 _tokens: dict[int, str] = {}
 
 
@@ -77,7 +64,7 @@ def _owner() -> str:
     pid = os.getpid()
     token = _tokens.get(pid)
     if token is None:
-        token = _tokens[pid] = f"{_HOST}:{pid}:{_start_time(pid) or '?'}"
+        token = _tokens[pid] = f"{_HOST}:{pid}:{start_time(pid) or '?'}"
     return token
 
 
@@ -86,7 +73,7 @@ def _alive(token: str) -> bool:
     if host != _HOST:
         return True  # another machine's: only its own sweep can tell
     if started != "?":  # Linux: pid and start time, so a reused pid is not mistaken for it
-        return _start_time(int(pid)) == started
+        return start_time(int(pid)) == started
     try:  # no /proc: the pid alone
         os.kill(int(pid), 0)
     except ProcessLookupError:
