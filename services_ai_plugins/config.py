@@ -77,7 +77,10 @@ class Config(BaseSettings):
         default=0.005,
         gt=0,
         le=5,
-        description="Seconds a batch waits to fill (solo pool); with prefork, the wake-up interval.",
+        description=(
+            "Seconds a batch waits to fill (solo pool); with prefork, how long what arrives while a"
+            " batch runs gathers before a free pool process takes it."
+        ),
     )
     task_time_limit: int = Field(
         default=1800, ge=10, description="Hard limit (s) on one task; the soft limit is 30 s less."
