@@ -114,3 +114,24 @@ def test_export_and_replay_tasks(worker: Host) -> None:
         "success": 0,
         "failed": 0,
     }
+
+
+def test_a_batch_failing_in_a_way_no_check_foresaw_is_retried_later_then_dead_lettered(
+    worker: Host, sent: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (here a NameError) in the host's processing used to requeue the batch at once, to
+    fail again at once: thousands of times a minute. Now each event goes again later, with
+    backoff, and to the dead-letter store with the reason once out of attempts."""
+
+    def broken(*_: object, **__: object) -> None:
+        raise NameError("name 'cpu_seconds' is not defined")
+
+    monkeypatch.setattr(worker.processor, "process", broken)
+    assert tasks.process_events([(lead(1), 1, False), (lead(2), 3, False)]) == [ACK, ACK]
+    assert [(kw["args"], kw["kwargs"]) for _, kw in sent] == [([lead(1)], {"attempt": 2})]
+    assert 0 <= sent[0][1]["countdown"] <= 1
+    (letter,) = worker.events.dead_letters()
+    assert (letter["event_id"], letter["stage"]) == ("t2", "retries")
+    assert letter["reason"] == (
+        "gave up after 3 attempts: the batch failed: NameError: name 'cpu_seconds' is not defined"
+    )

@@ -16,7 +16,7 @@ from typing import Any
 from celery_batches import SimpleRequest
 
 from services_ai_plugins.config import get_config
-from services_ai_plugins.errors import PluginError
+from services_ai_plugins.errors import PluginError, one_line
 from services_ai_plugins.host import Host
 from services_ai_plugins.infra.broker import (
     EVENT_TASK,
@@ -26,7 +26,7 @@ from services_ai_plugins.infra.broker import (
     WIDGET_TICK_TASK,
 )
 from services_ai_plugins.infra.internals.batches import EventBatches, slim_request
-from services_ai_plugins.pipeline.processor import ACK, REQUEUE, RETRY, Incoming
+from services_ai_plugins.pipeline.processor import ACK, REQUEUE, RETRY, Incoming, backoff
 from workers import state
 from workers.celery_app import app
 
@@ -46,10 +46,18 @@ def process_events(requests: list[SimpleRequest | tuple[Any, int, bool]]) -> lis
     items = [Incoming(*(r if isinstance(r, tuple) else slim_request(r))) for r in requests]
     try:
         host = state.get()
-        report = host.processor.process(items)
     except Exception:
-        log.exception("batch of %d failed unexpectedly; requeueing it", len(items))
+        log.exception("this pool process has no host; requeueing the batch of %d", len(items))
         return [REQUEUE] * len(items)
+    try:
+        report = host.processor.process(items)
+    except Exception as exc:
+        # A failure no check foresaw (a bug, a broken installation): requeued at once it would
+        # fail again at once, in a loop. Each event is tried again later, with backoff, and
+        # dead-lettered with the reason once out of attempts (replayable once fixed).
+        log.exception("batch of %d failed unexpectedly; each event will be tried again later", len(items))
+        why = f"the batch failed: {one_line(exc, 300)}"
+        return [_retry_later(host, item, item.attempt + 1, backoff(item.attempt), why) for item in items]
     actions = []
     for item, disp in zip(items, report.dispositions, strict=True):
         if disp.action != RETRY:
@@ -59,13 +67,13 @@ def process_events(requests: list[SimpleRequest | tuple[Any, int, bool]]) -> lis
     return actions
 
 
-def _retry_later(host: Host, item: Incoming, attempt: int, countdown: float) -> str:
+def _retry_later(
+    host: Host, item: Incoming, attempt: int, countdown: float, why: str = "the database kept failing"
+) -> str:
     """Send the event again with a delay, or to the dead-letter store when out of tries."""
     if attempt > host.config.event_max_attempts:
         try:
-            host.processor.dead_letter_exhausted(
-                [item], f"gave up after {item.attempt} attempts: the database kept failing"
-            )
+            host.processor.dead_letter_exhausted([item], f"gave up after {item.attempt} attempts: {why}")
             return ACK
         except Exception:
             countdown = 300.0  # the dead-letter store is in the same database: keep trying
