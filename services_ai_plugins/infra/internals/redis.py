@@ -60,15 +60,16 @@ class Channel(AtomicFetchChannel):
             return super()._create_client(asynchronous=True)
         client = self._sync_client
         if client is None or client.connection_pool is not self.pool:
-            client = super()._create_client()
             if self.single_connection:
-                # redis-py's own mode, made the way kombu makes its client (same pool, same
+                # redis-py's own mode, made as kombu makes its client (the channel's pool, its
                 # credentials); the connection reconnects by itself after an error.
-                client = client.__class__(
-                    connection_pool=client.connection_pool,
-                    credential_provider=client.get_connection_kwargs().get("credential_provider"),
+                client = self.Client(
+                    connection_pool=self.pool,
+                    credential_provider=self.pool.connection_kwargs.get("credential_provider"),
                     single_connection_client=True,
                 )
+            else:
+                client = super()._create_client()
             self._sync_client = client
         return client
 
